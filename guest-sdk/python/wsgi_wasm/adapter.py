@@ -1,0 +1,159 @@
+"""Turns the component's exported `call` into a PEP 3333 call of a WSGI application.
+
+The host sends the CGI keys (native strings) plus wsgi.url_scheme and the three
+wsgi.* flags; this module adds the Python objects. Every exception the app raises
+is caught here: it is logged with its traceback and returned to the host as an
+error (the host answers 500, or aborts the connection if headers went out), so a
+Python error never traps the instance.
+"""
+
+import traceback
+
+from componentize_py_types import Err
+from wit_world.imports import server
+
+from .streams import ErrorStream, InputStream
+
+# Flags the host sends as "1"/"0" (WIT strings); PEP 3333 wants bools.
+BOOL_KEYS = ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once")
+WSGI_VERSION = (1, 0)
+
+
+class ClientDisconnected(OSError):
+    """Raised by write() when the client has gone away; the response cannot go on."""
+
+
+def _check_native_string(value, what):
+    if type(value) is not str:
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}: {value!r}")
+
+
+def _check_start_response_args(status, headers):
+    _check_native_string(status, "status")
+    if type(headers) is not list:
+        raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(f"each response header must be a (name, value) tuple, not {item!r}")
+        _check_native_string(item[0], "header name")
+        _check_native_string(item[1], "header value")
+
+
+class _Call:
+    """One request: the state start_response and write() share."""
+
+    __slots__ = ("started", "headers_sent")
+
+    def __init__(self):
+        self.started = False
+        self.headers_sent = False
+
+    def start_response(self, status, headers, exc_info=None):
+        replace = bool(exc_info)
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    # PEP 3333: too late to replace the response; re-raise so the
+                    # host aborts the connection instead of ending it cleanly.
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.started:
+            raise AssertionError("start_response() called again without exc_info: headers already set")
+        _check_start_response_args(status, headers)
+        try:
+            server.start_response(status, headers, replace)
+        except Err as e:
+            raise ValueError(e.value) from None
+        self.started = True
+        return self.write
+
+    def write(self, data):
+        self._send(server.write, data)
+
+    def write_body(self, data):
+        self._send(server.write_body, data)
+
+    def _send(self, host_write, data):
+        if not self.started:
+            raise AssertionError("write() called before start_response()")
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise TypeError(f"response body chunks must be bytes, not {type(data).__name__}")
+        if data:
+            self.headers_sent = True
+        try:
+            host_write(data)
+        except Err as e:
+            raise ClientDisconnected(e.value) from None
+
+
+def _read(max_bytes):
+    try:
+        return server.read(max_bytes)
+    except Err as e:
+        raise OSError(f"reading the request body failed: {e.value}") from None
+
+
+def _run(application, pairs):
+    environ = dict(pairs)
+    for key in BOOL_KEYS:
+        environ[key] = environ.get(key) == "1"
+    environ["wsgi.version"] = WSGI_VERSION
+    environ["wsgi.input"] = InputStream(_read)
+    errors = ErrorStream(server.log)
+    environ["wsgi.errors"] = errors
+    environ["wsgi.input_terminated"] = True
+
+    call = _Call()
+    try:
+        result = application(environ, call.start_response)
+        try:
+            if result is None or isinstance(result, (str, bytes)):
+                raise TypeError(
+                    "the application must return an iterable of bytes, not "
+                    + type(result).__name__
+                )
+            if type(result) is list and len(result) == 1 and call.started and not call.headers_sent:
+                # The whole body at once: the host can send Content-Length.
+                call.write_body(result[0])
+            else:
+                write = call.write
+                for chunk in result:
+                    if chunk or call.started:
+                        write(chunk)
+            if not call.started:
+                raise AssertionError("the application returned without calling start_response()")
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+    finally:
+        errors.flush()
+
+
+def _report(exc):
+    """Logs the traceback; returns the one-line message the host puts in its log."""
+    try:
+        for line in traceback.format_exception(exc):
+            for part in line.rstrip("\n").split("\n"):
+                server.log(part)
+        return f"{type(exc).__name__}: {exc}"
+    except BaseException:
+        # Formatting can fail too (MemoryError, RecursionError): say what we can.
+        return type(exc).__name__
+
+
+def export(application):
+    """The class componentize-py exports for the `wsgi-app` world, calling `application`."""
+
+    class WitWorld:
+        def call(self, environ):
+            try:
+                _run(application, environ)
+            except BaseException as exc:  # noqa: BLE001 - an app error must never trap
+                raise Err(_report(exc)) from None
+
+    return WitWorld

@@ -1,0 +1,116 @@
+"""The file-like objects PEP 3333 puts in the environ: wsgi.input and wsgi.errors."""
+
+# Bytes asked of the host per read when the app reads "everything" or a line.
+# 64 KiB matches the host's body frame size, so one host call usually moves one frame.
+READ_CHUNK = 64 * 1024
+
+
+class InputStream:
+    """wsgi.input over the host's `read` import; buffered so readline() is cheap."""
+
+    __slots__ = ("_read", "_buffer", "_eof")
+
+    def __init__(self, read):
+        self._read = read
+        self._buffer = b""
+        self._eof = False
+
+    def _fill(self, want):
+        """Pulls from the host until `want` bytes are buffered or the body ends."""
+        while not self._eof and len(self._buffer) < want:
+            chunk = self._read(max(want - len(self._buffer), READ_CHUNK))
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._eof = True
+
+    def _take(self, n):
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            parts = [self._buffer]
+            self._buffer = b""
+            while not self._eof:
+                chunk = self._read(READ_CHUNK)
+                if chunk:
+                    parts.append(chunk)
+                else:
+                    self._eof = True
+            return b"".join(parts)
+        self._fill(size)
+        return self._take(size)
+
+    def readline(self, size=-1):
+        limit = size if size is not None and size >= 0 else None
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end >= 0:
+                n = end + 1
+                break
+            if limit is not None and len(self._buffer) >= limit:
+                n = limit
+                break
+            if self._eof:
+                n = len(self._buffer)
+                break
+            start = len(self._buffer)
+            self._fill(len(self._buffer) + 1)
+        if limit is not None:
+            n = min(n, limit)
+        return self._take(n)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def close(self):
+        # PEP 3333: the application must not close wsgi.input; tolerate it anyway.
+        pass
+
+
+class ErrorStream:
+    """wsgi.errors: text written here becomes lines in the server log, tagged by app."""
+
+    __slots__ = ("_log", "_pending")
+
+    def __init__(self, log):
+        self._log = log
+        self._pending = ""
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError(f"wsgi.errors.write() takes str, not {type(s).__name__}")
+        text = self._pending + s
+        *lines, self._pending = text.split("\n")
+        for line in lines:
+            self._log(line)
+        return len(s)
+
+    def writelines(self, seq):
+        for s in seq:
+            self.write(s)
+
+    def flush(self):
+        if self._pending:
+            self._log(self._pending)
+            self._pending = ""

@@ -1,0 +1,4 @@
+//! One file per command, as wasmtime's CLI does.
+
+pub mod build;
+pub mod serve;

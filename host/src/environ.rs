@@ -1,0 +1,275 @@
+//! Request parts + connection facts -> the CGI part of a WSGI environ (PEP 3333).
+//!
+//! Pure and synchronous so every rule can be unit-tested. Values are "native
+//! strings": raw bytes decoded as latin-1, one char per byte, as PEP 3333 says.
+//! The guest SDK adds the Python objects (wsgi.input, wsgi.errors, wsgi.version).
+
+use std::net::SocketAddr;
+
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap};
+use hyper::{Method, Uri, Version};
+
+/// What the server knows about itself and the connection, fixed per listener or
+/// per connection rather than per request.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// SERVER_NAME: the name the operator gave (`--server-name`) or the listen host.
+    pub server_name: String,
+    /// SERVER_PORT: the port actually bound (never 0).
+    pub server_port: u16,
+    /// SCRIPT_NAME: the prefix the app is mounted under, "" for the root.
+    pub script_name: String,
+    /// wsgi.run_once: true when every request gets a fresh instance.
+    pub run_once: bool,
+}
+
+/// The request line and headers, as hyper parsed them.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub version: Version,
+    pub headers: &'a HeaderMap,
+}
+
+pub type Environ = Vec<(String, String)>;
+
+pub const SERVER_SOFTWARE: &str = concat!("wsgi-wasm/", env!("CARGO_PKG_VERSION"));
+
+/// Builds the environ the guest receives. Keys with a dot are WSGI extensions that
+/// the guest SDK turns into Python values ("1"/"0" become booleans).
+pub fn build(head: &RequestHead<'_>, server: &ServerInfo, remote: SocketAddr) -> Environ {
+    let mut env: Environ = Vec::with_capacity(16 + head.headers.len());
+    let mut put = |k: &str, v: String| env.push((k.to_owned(), v));
+
+    put("REQUEST_METHOD", head.method.as_str().to_owned());
+    let (script_name, path_info) = split_path(head.uri, &server.script_name);
+    put("SCRIPT_NAME", script_name);
+    put("PATH_INFO", path_info);
+    put("QUERY_STRING", head.uri.query().map(latin1).unwrap_or_default());
+    put("SERVER_NAME", server.server_name.clone());
+    put("SERVER_PORT", server.server_port.to_string());
+    put("SERVER_PROTOCOL", protocol(head.version).to_owned());
+    put("SERVER_SOFTWARE", SERVER_SOFTWARE.to_owned());
+    put("GATEWAY_INTERFACE", "CGI/1.1".to_owned());
+    put("REMOTE_ADDR", remote.ip().to_canonical().to_string());
+    put("REMOTE_PORT", remote.port().to_string());
+    put("wsgi.url_scheme", "http".to_owned());
+    // Each instance runs one request at a time on one thread; concurrent requests
+    // go to separate instances, which is what WSGI calls multiprocess.
+    put("wsgi.multithread", "0".to_owned());
+    put("wsgi.multiprocess", "1".to_owned());
+    put("wsgi.run_once", if server.run_once { "1" } else { "0" }.to_owned());
+
+    for name in head.headers.keys() {
+        if name == CONTENT_TYPE || name == CONTENT_LENGTH {
+            if let Some(value) = joined_value(head.headers, name) {
+                let key = if name == CONTENT_TYPE { "CONTENT_TYPE" } else { "CONTENT_LENGTH" };
+                env.push((key.to_owned(), value));
+            }
+            continue;
+        }
+        // "X-Auth_User" and "X-Auth-User" would both become HTTP_X_AUTH_USER; a
+        // proxy may have vetted only one spelling, so underscored names are dropped.
+        if name.as_str().contains('_') {
+            continue;
+        }
+        if let Some(value) = joined_value(head.headers, name) {
+            env.push((cgi_header_key(name.as_str()), value));
+        }
+    }
+    env
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// All values of a header joined as one, the way CGI has it: "," between repeats,
+/// except cookies, whose own separator is "; " (RFC 6265 section 5.4).
+fn joined_value(headers: &HeaderMap, name: &hyper::header::HeaderName) -> Option<String> {
+    let sep = if name == COOKIE { "; " } else { "," };
+    let mut out: Option<String> = None;
+    for value in headers.get_all(name) {
+        let v = latin1(value.as_bytes());
+        match &mut out {
+            None => out = Some(v),
+            Some(s) => {
+                s.push_str(sep);
+                s.push_str(&v);
+            }
+        }
+    }
+    out
+}
+
+/// "x-forwarded-for" -> "HTTP_X_FORWARDED_FOR".
+fn cgi_header_key(name: &str) -> String {
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    key.extend(name.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
+    key
+}
+
+/// SCRIPT_NAME and PATH_INFO from the request target. PATH_INFO is the
+/// percent-decoded path read as latin-1, so "%C3%A5" arrives as "Ã¥" and the app
+/// may re-encode it to bytes and decode as UTF-8, as PEP 3333 intends.
+fn split_path(uri: &Uri, mount: &str) -> (String, String) {
+    let raw = uri.path();
+    if raw == "*" {
+        // "OPTIONS *": no resource path; PEP 3333 allows an empty PATH_INFO.
+        return (mount.to_owned(), String::new());
+    }
+    let decoded = latin1(&percent_decode(raw.as_bytes()));
+    if mount.is_empty() {
+        return (String::new(), decoded);
+    }
+    match decoded.strip_prefix(mount) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => (mount.to_owned(), rest.to_owned()),
+        // Not under the mount point: the app still sees it, with nothing stripped.
+        _ => (String::new(), decoded),
+    }
+}
+
+/// Decodes %XX escapes; a '%' not followed by two hex digits is kept as it is,
+/// as CPython's urllib.parse.unquote does.
+pub fn percent_decode(input: &[u8]) -> Vec<u8> {
+    percent_encoding::percent_decode(input).collect()
+}
+
+/// Bytes -> native string: each byte becomes the char with the same number.
+pub fn latin1(bytes: impl AsRef<[u8]>) -> String {
+    bytes.as_ref().iter().map(|&b| b as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn server() -> ServerInfo {
+        ServerInfo {
+            server_name: "127.0.0.1".into(),
+            server_port: 8000,
+            script_name: String::new(),
+            run_once: false,
+        }
+    }
+
+    fn environ_for(uri: &str, headers: &[(&str, &[u8])], server: &ServerInfo) -> Environ {
+        let uri: Uri = uri.parse().unwrap();
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        let head = RequestHead { method: &Method::GET, uri: &uri, version: Version::HTTP_11, headers: &map };
+        build(&head, server, "10.1.2.3:5555".parse().unwrap())
+    }
+
+    fn get<'a>(env: &'a Environ, key: &str) -> Option<&'a str> {
+        let mut found = env.iter().filter(|(k, _)| k == key);
+        let first = found.next().map(|(_, v)| v.as_str());
+        assert!(found.next().is_none(), "{key} appears twice");
+        first
+    }
+
+    #[test]
+    fn base_keys_match_wsgiref() {
+        let env = environ_for("/xyz?abc", &[], &server());
+        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
+                "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE", "GATEWAY_INTERFACE",
+                "REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "wsgi.multithread",
+                "wsgi.multiprocess", "wsgi.run_once",
+            ]
+        );
+        assert_eq!(get(&env, "PATH_INFO"), Some("/xyz"));
+        assert_eq!(get(&env, "QUERY_STRING"), Some("abc"));
+        assert_eq!(get(&env, "SCRIPT_NAME"), Some(""));
+        assert_eq!(get(&env, "GATEWAY_INTERFACE"), Some("CGI/1.1"));
+        assert_eq!(get(&env, "SERVER_PORT"), Some("8000"));
+        assert_eq!(get(&env, "REMOTE_ADDR"), Some("10.1.2.3"));
+        assert_eq!(get(&env, "REMOTE_PORT"), Some("5555"));
+        assert_eq!(get(&env, "SERVER_PROTOCOL"), Some("HTTP/1.1"));
+    }
+
+    #[test]
+    fn path_info_is_percent_decoded_latin1() {
+        let env = environ_for("/a%E5/%C3%A5/x%2Fy/%zz", &[], &server());
+        assert_eq!(get(&env, "PATH_INFO"), Some("/a\u{e5}/\u{c3}\u{a5}/x/y/%zz"));
+    }
+
+    #[test]
+    fn query_string_stays_raw() {
+        let env = environ_for("/p?a=%20b&c=d+e", &[], &server());
+        assert_eq!(get(&env, "QUERY_STRING"), Some("a=%20b&c=d+e"));
+        assert_eq!(get(&environ_for("/p", &[], &server()), "QUERY_STRING"), Some(""));
+    }
+
+    #[test]
+    fn content_headers_lose_http_prefix() {
+        let env = environ_for(
+            "/",
+            &[("content-type", b"text/plain"), ("content-length", b"5"), ("x-a", b"1")],
+            &server(),
+        );
+        assert_eq!(get(&env, "CONTENT_TYPE"), Some("text/plain"));
+        assert_eq!(get(&env, "CONTENT_LENGTH"), Some("5"));
+        assert_eq!(get(&env, "HTTP_CONTENT_TYPE"), None);
+        assert_eq!(get(&env, "HTTP_CONTENT_LENGTH"), None);
+        assert_eq!(get(&env, "HTTP_X_A"), Some("1"));
+    }
+
+    #[test]
+    fn repeated_headers_join_with_comma_and_cookies_with_semicolon() {
+        let env = environ_for(
+            "/",
+            &[("accept", b"a"), ("accept", b"b"), ("cookie", b"x=1"), ("cookie", b"y=2")],
+            &server(),
+        );
+        assert_eq!(get(&env, "HTTP_ACCEPT"), Some("a,b"));
+        assert_eq!(get(&env, "HTTP_COOKIE"), Some("x=1; y=2"));
+    }
+
+    #[test]
+    fn underscored_header_names_are_dropped() {
+        let env = environ_for("/", &[("x-auth_user", b"evil"), ("x-auth-user", b"good")], &server());
+        assert_eq!(get(&env, "HTTP_X_AUTH_USER"), Some("good"));
+    }
+
+    #[test]
+    fn header_values_are_byte_exact_latin1() {
+        let env = environ_for("/", &[("x-v", b"a\x85b\xa0c")], &server());
+        assert_eq!(get(&env, "HTTP_X_V"), Some("a\u{85}b\u{a0}c"));
+    }
+
+    #[test]
+    fn script_name_is_stripped_from_path_info() {
+        let mut s = server();
+        s.script_name = "/app".into();
+        let env = environ_for("/app/page", &[], &s);
+        assert_eq!(get(&env, "SCRIPT_NAME"), Some("/app"));
+        assert_eq!(get(&env, "PATH_INFO"), Some("/page"));
+        let env = environ_for("/application", &[], &s);
+        assert_eq!(get(&env, "SCRIPT_NAME"), Some(""));
+        assert_eq!(get(&env, "PATH_INFO"), Some("/application"));
+    }
+
+    #[test]
+    fn run_once_reflects_isolation() {
+        let mut s = server();
+        s.run_once = true;
+        assert_eq!(get(&environ_for("/", &[], &s), "wsgi.run_once"), Some("1"));
+    }
+}

@@ -1,0 +1,273 @@
+//! One request in flight between hyper and a guest: the host side of the ABI's
+//! start-response / write / read imports. The guest task owns it; hyper holds the
+//! other ends (a oneshot for the response head, a channel for body chunks).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, SERVER};
+use hyper::{Response, StatusCode};
+use tokio::sync::{mpsc, oneshot};
+
+use super::body::{BodyAborted, Chunk, ResponseBody};
+use super::request_body::{ReadError, RequestBody};
+use crate::environ::SERVER_SOFTWARE;
+use crate::response::ResponseHead;
+
+/// Body chunks queued between the guest and the socket. Small on purpose: when the
+/// client reads slowly, the guest's `write` waits instead of the host buffering.
+const STREAM_DEPTH: usize = 4;
+
+/// How the call ended, as the host sees it.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The call returned normally.
+    Completed,
+    /// The app raised or returned an error (the guest is fine, the request is not).
+    AppError(String),
+    /// The guest trapped or broke a limit; its instance is discarded.
+    Trap(String),
+    /// The host refused to run the call (e.g. overloaded).
+    Refused(StatusCode, &'static str),
+}
+
+/// What the access log needs once the exchange is over.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub status: StatusCode,
+    pub body_bytes: u64,
+    /// The response was cut off (client gone, app error after headers, short body).
+    pub aborted: bool,
+}
+
+pub type Reply = oneshot::Sender<Response<ResponseBody>>;
+
+enum State {
+    /// Nothing sent yet; `pending` is the head start_response last set.
+    Open { reply: Reply, pending: Option<ResponseHead> },
+    /// Headers are out; body chunks go through `tx` (None when the body is discarded
+    /// because the request was HEAD or the status has no body).
+    Streaming { tx: Option<mpsc::Sender<Chunk>>, remaining: Option<u64> },
+    /// Nothing more will be sent.
+    Done,
+}
+
+pub struct Exchange {
+    state: State,
+    body: RequestBody,
+    is_head: bool,
+    write_timeout: Duration,
+    status: StatusCode,
+    body_bytes: u64,
+    aborted: bool,
+}
+
+impl Exchange {
+    pub fn new(body: RequestBody, is_head: bool, write_timeout: Duration) -> (Self, oneshot::Receiver<Response<ResponseBody>>) {
+        let (reply, rx) = oneshot::channel();
+        let exchange = Exchange {
+            state: State::Open { reply, pending: None },
+            body,
+            is_head,
+            write_timeout,
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body_bytes: 0,
+            aborted: false,
+        };
+        (exchange, rx)
+    }
+
+    pub fn headers_sent(&self) -> bool {
+        !matches!(self.state, State::Open { .. })
+    }
+
+    /// PEP 3333 start_response, re-checked on the host. `replace` means the app
+    /// passed exc_info: allowed to replace a head that has not been sent.
+    pub fn start_response(&mut self, status: &str, headers: &[(String, String)], replace: bool) -> Result<(), String> {
+        let State::Open { pending, .. } = &mut self.state else {
+            return Err("start_response(): the response headers have already been sent".into());
+        };
+        if pending.is_some() && !replace {
+            return Err("start_response() called again without exc_info: headers already set".into());
+        }
+        let head = ResponseHead::from_wsgi(status, headers).map_err(|e| e.to_string())?;
+        *pending = Some(head);
+        Ok(())
+    }
+
+    /// A body chunk. The first non-empty one sends the headers.
+    pub async fn write(&mut self, data: Vec<u8>) -> Result<(), String> {
+        if data.is_empty() {
+            return match &self.state {
+                State::Open { pending: None, .. } => Err(NOT_STARTED.into()),
+                _ => Ok(()),
+            };
+        }
+        if let State::Open { .. } = self.state {
+            self.commit_streaming()?;
+        }
+        self.send(Bytes::from(data)).await
+    }
+
+    /// The complete body in one piece (a one-item iterable): lets the host send a
+    /// Content-Length instead of chunked encoding, as wsgiref does.
+    pub async fn write_body(&mut self, data: Vec<u8>) -> Result<(), String> {
+        let State::Open { pending, .. } = &mut self.state else {
+            return self.write(data).await;
+        };
+        let Some(head) = pending.as_ref() else { return Err(NOT_STARTED.into()) };
+        let declared = head.content_length;
+        if declared.is_some_and(|n| n != data.len() as u64) {
+            // The app's Content-Length disagrees with its body: stream, so the
+            // length rules (cut off extra, abort when short) apply.
+            self.write(data).await?;
+            return Ok(());
+        }
+        let State::Open { reply, pending } = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+        let mut head = pending.expect("checked above");
+        let len = data.len() as u64;
+        if declared.is_none() && head.allows_body() {
+            head.headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        let body = if self.is_head || !head.allows_body() {
+            ResponseBody::Empty
+        } else {
+            self.body_bytes = len;
+            ResponseBody::full(data)
+        };
+        self.status = head.status;
+        let _ = reply.send(build_response(head, body));
+        Ok(())
+    }
+
+    pub async fn read(&mut self, max: u32) -> Result<Vec<u8>, ReadError> {
+        self.body.read(max as usize).await.map(|b| b.to_vec())
+    }
+
+    /// Ends the exchange after the guest call; returns what the access log needs.
+    pub async fn finish(mut self, outcome: &Outcome) -> Summary {
+        match (std::mem::replace(&mut self.state, State::Done), outcome) {
+            (State::Open { reply, pending: Some(head) }, Outcome::Completed) => {
+                if head.content_length.is_some_and(|n| n > 0) && !self.is_head && head.allows_body() {
+                    // Declared a body and sent none: headers, then cut the connection.
+                    self.state = State::Open { reply, pending: Some(head) };
+                    let _ = self.commit_streaming();
+                    self.abort("app sent fewer bytes than its Content-Length").await;
+                } else {
+                    self.status = head.status;
+                    let _ = reply.send(build_response(head, ResponseBody::Empty));
+                }
+            }
+            (State::Open { reply, .. }, outcome) => {
+                let (status, message) = match outcome {
+                    Outcome::Refused(status, message) => (*status, *message),
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR_BODY),
+                };
+                self.status = status;
+                let _ = reply.send(error_response(status, message));
+            }
+            (State::Streaming { tx, remaining }, Outcome::Completed) => {
+                self.state = State::Streaming { tx, remaining };
+                if remaining.is_some_and(|n| n > 0) && !self.aborted {
+                    self.abort("app sent fewer bytes than its Content-Length").await;
+                }
+            }
+            (streaming @ State::Streaming { .. }, _) => {
+                self.state = streaming;
+                self.abort("app failed after the headers were sent").await;
+            }
+            (State::Done, _) => {}
+        }
+        Summary { status: self.status, body_bytes: self.body_bytes, aborted: self.aborted }
+    }
+
+    fn commit_streaming(&mut self) -> Result<(), String> {
+        let State::Open { reply, pending } = std::mem::replace(&mut self.state, State::Done) else {
+            return Ok(());
+        };
+        let Some(head) = pending else {
+            self.state = State::Open { reply, pending: None };
+            return Err(NOT_STARTED.into());
+        };
+        self.status = head.status;
+        let remaining = head.content_length;
+        if self.is_head || !head.allows_body() {
+            let _ = reply.send(build_response(head, ResponseBody::Empty));
+            self.state = State::Streaming { tx: None, remaining: None };
+        } else {
+            let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+            let _ = reply.send(build_response(head, ResponseBody::Stream(rx)));
+            self.state = State::Streaming { tx: Some(tx), remaining };
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, mut data: Bytes) -> Result<(), String> {
+        let State::Streaming { tx, remaining } = &mut self.state else { return Ok(()) };
+        let Some(sender) = tx else { return Ok(()) };
+        if let Some(left) = remaining {
+            // Content-Length is the truth: bytes beyond it are never sent.
+            if *left == 0 {
+                return Ok(());
+            }
+            if data.len() as u64 > *left {
+                data.truncate(*left as usize);
+            }
+            *left -= data.len() as u64;
+        }
+        let len = data.len() as u64;
+        match tokio::time::timeout(self.write_timeout, sender.send(Ok(data))).await {
+            Ok(Ok(())) => {
+                self.body_bytes += len;
+                Ok(())
+            }
+            Ok(Err(_)) => {
+                *tx = None;
+                self.aborted = true;
+                Err("client disconnected".into())
+            }
+            Err(_) => {
+                *tx = None;
+                self.aborted = true;
+                Err(format!("client did not read the response for {:?}", self.write_timeout))
+            }
+        }
+    }
+
+    async fn abort(&mut self, why: &'static str) {
+        self.aborted = true;
+        if let State::Streaming { tx: Some(sender), .. } = &mut self.state {
+            let _ = tokio::time::timeout(self.write_timeout, sender.send(Err(BodyAborted(why)))).await;
+        }
+        self.state = State::Done;
+    }
+}
+
+const NOT_STARTED: &str = "write() called before start_response()";
+const INTERNAL_ERROR_BODY: &str = "The application failed; the server log has the details.";
+
+pub fn build_response(head: ResponseHead, body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    if head.status.canonical_reason().map(str::as_bytes) != Some(head.reason.as_slice())
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(head.reason)
+    {
+        response.extensions_mut().insert(reason);
+    }
+    *response.headers_mut() = head.headers;
+    response.headers_mut().entry(SERVER).or_insert(HeaderValue::from_static(SERVER_SOFTWARE));
+    response
+}
+
+/// A plain-text error page. Never contains app output or tracebacks: those go to
+/// the server log only.
+pub fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let text = format!("{} {reason}\n\n{message}\n", status.as_u16());
+    let mut response = Response::new(ResponseBody::full(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(SERVER, HeaderValue::from_static(SERVER_SOFTWARE));
+    response
+}

@@ -1,0 +1,9 @@
+//! The HTTP/1.1 front end: accept loop, per-connection limits, the request ->
+//! guest-call bridge, the access log and graceful shutdown.
+
+pub mod body;
+pub mod exchange;
+pub mod request_body;
+mod service;
+
+pub use service::{Limits, Server};

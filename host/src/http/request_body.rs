@@ -1,0 +1,71 @@
+//! wsgi.input on the host side: pulls the request body from hyper on demand, so
+//! nothing is read (and `Expect: 100-continue` is not answered) until the app reads.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+/// Most bytes one `read` import call returns, whatever the guest asks for: the
+/// copy into guest memory is bounded per call, so a huge `read(n)` cannot make the
+/// host buffer a huge body at once.
+pub const MAX_READ_CHUNK: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReadError {
+    #[error("request body exceeds the {0}-byte limit")]
+    TooLarge(u64),
+    #[error("no request body data for {0:?}: client too slow")]
+    TimedOut(Duration),
+    #[error("request body broken off: {0}")]
+    Broken(String),
+}
+
+pub struct RequestBody {
+    incoming: Option<Incoming>,
+    pending: Bytes,
+    received: u64,
+    max_size: u64,
+    timeout: Duration,
+}
+
+impl RequestBody {
+    pub fn new(incoming: Incoming, max_size: u64, timeout: Duration) -> Self {
+        RequestBody { incoming: Some(incoming), pending: Bytes::new(), received: 0, max_size, timeout }
+    }
+
+    /// Up to `max` bytes; empty once the body has ended.
+    pub async fn read(&mut self, max: usize) -> Result<Bytes, ReadError> {
+        let max = max.min(MAX_READ_CHUNK);
+        if max == 0 {
+            return Ok(Bytes::new());
+        }
+        while self.pending.is_empty() {
+            let Some(incoming) = self.incoming.as_mut() else { return Ok(Bytes::new()) };
+            let frame = match tokio::time::timeout(self.timeout, incoming.frame()).await {
+                Err(_) => return Err(ReadError::TimedOut(self.timeout)),
+                Ok(None) => {
+                    self.incoming = None;
+                    return Ok(Bytes::new());
+                }
+                Ok(Some(Err(e))) => {
+                    self.incoming = None;
+                    return Err(ReadError::Broken(e.to_string()));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            // Trailers carry no body bytes; keep reading.
+            if let Ok(data) = frame.into_data() {
+                self.received += data.len() as u64;
+                if self.received > self.max_size {
+                    self.incoming = None;
+                    return Err(ReadError::TooLarge(self.max_size));
+                }
+                self.pending = data;
+            }
+        }
+        let n = max.min(self.pending.len());
+        Ok(self.pending.split_to(n))
+    }
+}

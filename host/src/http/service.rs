@@ -1,0 +1,177 @@
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use super::body::ResponseBody;
+use super::exchange::{Exchange, Outcome, Summary, error_response};
+use super::request_body::RequestBody;
+use crate::environ::{self, RequestHead, ServerInfo};
+use crate::log;
+use crate::runtime::App;
+
+/// Limits on what clients may send and how long they may take. Each has a CLI
+/// option; the defaults are in main.rs next to the option.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body; bigger ones get 413 before the app runs (when the
+    /// length is declared) or an error from wsgi.input (when chunked).
+    pub max_body_size: u64,
+    /// Time to receive a complete request head, and to wait for the next request on
+    /// an idle keep-alive connection: slowloris clients cannot pin connections.
+    pub header_timeout: Duration,
+    /// Longest wait for request body data, or for the client to take response data.
+    pub io_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+/// Request headers accepted; more gives 431. Browsers send about 20; 100 is
+/// hyper's default and what most servers allow.
+pub const MAX_REQUEST_HEADERS: usize = 100;
+/// Largest request head (request line + headers). Must exceed the 64 KiB request
+/// target limit below so that a long URI is answered 414, as wsgiref does, and
+/// not 431.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
+/// Read buffer per connection; a head that does not fit is refused with 431.
+const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
+
+pub struct Server {
+    pub app: Arc<App>,
+    pub info: ServerInfo,
+    pub limits: Limits,
+    pub access_log: bool,
+}
+
+struct Shared {
+    server: Server,
+}
+
+impl Server {
+    /// Serves until `shutdown` resolves, then stops accepting and gives in-flight
+    /// requests the grace period to finish.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let shared = Arc::new(Shared { server: self });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(shared.server.limits.header_timeout)
+            .max_headers(MAX_REQUEST_HEADERS)
+            .max_header_size(MAX_REQUEST_HEAD_BYTES)
+            .max_buf_size(READ_BUFFER_BYTES);
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        log::server(format!("accept failed: {e}"));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = shared.clone();
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(shared.handle(req, remote).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                // Client errors (resets, bad requests, timeouts) end only this connection.
+                let _ = conn.await;
+            });
+        }
+        drop(listener);
+        let grace = shared.server.limits.shutdown_grace;
+        log::server(format!("shutting down: waiting up to {grace:?} for requests in flight"));
+        match tokio::time::timeout(grace, graceful.shutdown()).await {
+            Ok(()) => log::server("all connections closed"),
+            Err(_) => log::server("grace period over: closing the remaining connections"),
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let server = &self.server;
+        let (parts, incoming) = req.into_parts();
+        let line = RequestLine { method: parts.method.clone(), target: parts.uri.to_string(), version: parts.version };
+
+        if let Some(refusal) = refuse_early(&parts, &server.limits) {
+            let (status, message) = refusal;
+            self.log_access(remote, &line, Summary { status, body_bytes: 0, aborted: false }, started);
+            return error_response(status, message);
+        }
+
+        let head = RequestHead { method: &parts.method, uri: &parts.uri, version: parts.version, headers: &parts.headers };
+        let environ = environ::build(&head, &server.info, remote);
+        let body = RequestBody::new(incoming, server.limits.max_body_size, server.limits.io_timeout);
+        let (exchange, reply) = Exchange::new(body, parts.method == Method::HEAD, server.limits.io_timeout);
+
+        let this = self.clone();
+        tokio::spawn(async move {
+            let (exchange, outcome) = this.server.app.call(environ, exchange).await;
+            match &outcome {
+                Outcome::AppError(message) => log::app(this.server.app.name(), "error", message),
+                Outcome::Trap(message) => log::app(this.server.app.name(), "trap", message),
+                _ => {}
+            }
+            let summary = exchange.finish(&outcome).await;
+            this.log_access(remote, &line, summary, started);
+        });
+        reply.await.unwrap_or_else(|_| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "The request was lost; the server log has the details.")
+        })
+    }
+
+    fn log_access(&self, remote: SocketAddr, line: &RequestLine, summary: Summary, started: Instant) {
+        if !self.server.access_log {
+            return;
+        }
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let cut = if summary.aborted { " (aborted)" } else { "" };
+        log::access(format!(
+            "{} \"{} {} {:?}\" {} {} {ms:.2}ms{cut}",
+            remote.ip().to_canonical(),
+            line.method,
+            line.target,
+            line.version,
+            summary.status.as_u16(),
+            summary.body_bytes,
+        ));
+    }
+}
+
+struct RequestLine {
+    method: Method,
+    target: String,
+    version: hyper::Version,
+}
+
+/// Requests answered without running the app at all.
+fn refuse_early(parts: &hyper::http::request::Parts, limits: &Limits) -> Option<(StatusCode, &'static str)> {
+    let declared = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_size) {
+        return Some((StatusCode::PAYLOAD_TOO_LARGE, "The request body is larger than this server accepts."));
+    }
+    None
+}

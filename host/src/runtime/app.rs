@@ -1,0 +1,206 @@
+//! A loaded application: its compiled component, linked once (InstancePre), and
+//! the instances that serve its requests.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hyper::StatusCode;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use super::bindings::{WsgiApp, WsgiAppPre};
+use super::cache::{self, Source};
+use super::engine::EPOCH_TICK;
+use super::state::GuestState;
+use crate::environ::Environ;
+use crate::http::exchange::{Exchange, Outcome};
+
+/// How long a guest may keep instances between requests, per app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// Warm instances are reused for many requests, like WSGI worker processes:
+    /// module globals survive between requests.
+    Pooled,
+    /// Every request gets a fresh instance: nothing survives between requests.
+    Request,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub isolation: Isolation,
+    /// Linear memory one instance may grow to.
+    pub max_memory: usize,
+    /// Instances serving at once; more requests wait in the queue.
+    pub max_instances: usize,
+    /// Requests waiting for an instance before new ones get 503.
+    pub max_queue: usize,
+    /// CPU time one request may use before it is stopped.
+    pub cpu_timeout: Duration,
+    /// In pooled mode, an instance is replaced after this many requests.
+    pub max_requests_per_instance: u64,
+}
+
+struct Instance {
+    store: Store<GuestState>,
+    bindings: WsgiApp,
+    served: u64,
+}
+
+pub struct App {
+    name: Arc<str>,
+    engine: Engine,
+    pre: WsgiAppPre<GuestState>,
+    config: AppConfig,
+    idle: Mutex<Vec<Instance>>,
+    slots: Semaphore,
+    waiting: AtomicUsize,
+}
+
+/// What loading found, for the startup log.
+pub struct LoadReport {
+    pub source: Source,
+    pub load_time: Duration,
+}
+
+impl App {
+    /// Reads, compiles (or loads from cache) and links the component. Fails with a
+    /// message naming the file and the problem; nothing is served until this passes.
+    pub fn load(engine: &Engine, path: &Path, config: AppConfig, cache_dir: Option<&Path>) -> Result<(App, LoadReport)> {
+        let started = Instant::now();
+        let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        check_is_component(path, &wasm)?;
+        let (component, source) = cache::load_or_compile(engine, &wasm, cache_dir)
+            .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
+        let pre = link(engine, &component)
+            .with_context(|| format!("{} does not fit the wsgi-wasm ABI (world wsgi-wasm:wsgi/wsgi-app)", path.display()))?;
+        let name: Arc<str> = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
+        let app = App {
+            name,
+            engine: engine.clone(),
+            pre,
+            slots: Semaphore::new(config.max_instances),
+            config,
+            idle: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
+        };
+        Ok((app, LoadReport { source, load_time: started.elapsed() }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// Creates one instance now, so a component that fails to start is reported
+    /// before the server binds its port, and the first request finds it warm.
+    pub async fn warm_up(&self) -> Result<()> {
+        let instance = self.instantiate().await.with_context(|| format!("app {} failed to start", self.name))?;
+        if self.config.isolation == Isolation::Pooled {
+            self.idle.lock().unwrap().push(instance);
+        }
+        Ok(())
+    }
+
+    /// Runs one WSGI call. Returns the exchange (to finish the response) and how
+    /// the call ended.
+    pub async fn call(&self, environ: Environ, exchange: Exchange) -> (Exchange, Outcome) {
+        // A bounded queue: past it, answering 503 at once beats making clients wait.
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue + self.config.max_instances {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return (exchange, Outcome::Refused(StatusCode::SERVICE_UNAVAILABLE, "The server is overloaded; try again later."));
+        }
+        let permit = self.slots.acquire().await.expect("semaphore never closed");
+        let result = self.call_with_slot(environ, exchange).await;
+        drop(permit);
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    async fn call_with_slot(&self, environ: Environ, exchange: Exchange) -> (Exchange, Outcome) {
+        let reused = self.idle.lock().unwrap().pop();
+        let mut instance = match reused {
+            Some(instance) => instance,
+            None => match self.instantiate().await {
+                Ok(instance) => instance,
+                Err(e) => return (exchange, Outcome::Trap(format!("instantiation failed: {e:#}"))),
+            },
+        };
+        let store = &mut instance.store;
+        store.data_mut().exchange = Some(exchange);
+        store.data_mut().cpu_ticks = 0;
+        store.set_epoch_deadline(1);
+        let result = instance.bindings.call_call(&mut *store, &environ).await;
+        let exchange = store.data_mut().exchange.take().expect("exchange stays in the store during the call");
+        instance.served += 1;
+        let outcome = match result {
+            Ok(Ok(())) => Outcome::Completed,
+            Ok(Err(message)) => Outcome::AppError(message),
+            Err(trap) => Outcome::Trap(describe_trap(&trap, self.config.cpu_timeout)),
+        };
+        let keep = self.config.isolation == Isolation::Pooled
+            && !matches!(outcome, Outcome::Trap(_))
+            && instance.served < self.config.max_requests_per_instance;
+        if keep {
+            self.idle.lock().unwrap().push(instance);
+        }
+        (exchange, outcome)
+    }
+
+    async fn instantiate(&self) -> Result<Instance> {
+        let mut store = Store::new(&self.engine, GuestState::new(self.name.clone(), self.config.max_memory));
+        store.limiter(|state| &mut state.limits);
+        let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        // Each tick the guest spends running costs one unit of its CPU budget and
+        // yields to the executor, so one busy guest cannot starve other requests.
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            state.cpu_ticks += 1;
+            if state.cpu_ticks > budget {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+        let bindings = self.pre.instantiate_async(&mut store).await?;
+        Ok(Instance { store, bindings, served: 0 })
+    }
+}
+
+fn link(engine: &Engine, component: &Component) -> Result<WsgiAppPre<GuestState>> {
+    let mut linker = Linker::<GuestState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    WsgiApp::add_to_linker::<_, wasmtime::component::HasSelf<GuestState>>(&mut linker, |state| state)?;
+    let pre = linker.instantiate_pre(component)?;
+    Ok(WsgiAppPre::new(pre)?)
+}
+
+/// A clearer message than the parser's for the two common mistakes.
+fn check_is_component(path: &Path, wasm: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        bail!("{} is not a WebAssembly file (no \\0asm header); build one with `wsgi-wasm build`", path.display());
+    }
+    // Bytes 6-7 are the "layer": 0 for a core module, 1 for a component.
+    if wasm[6..8] == [0, 0] {
+        bail!(
+            "{} is a core WebAssembly module, not a component; build Python apps with `wsgi-wasm build` and Rust apps for the wasm32-wasip2 target",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn describe_trap(error: &wasmtime::Error, cpu_timeout: Duration) -> String {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("stopped after using its {cpu_timeout:?} CPU time limit"),
+        Some(trap) => format!("trapped: {trap}"),
+        None => format!("failed: {error:#}"),
+    }
+}

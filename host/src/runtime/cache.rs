@@ -1,0 +1,91 @@
+//! Compiled components cached on disk: compiling a Python component takes seconds,
+//! loading the compiled form takes milliseconds.
+//!
+//! The key is the component's SHA-256 plus the engine's compatibility hash (wasmtime
+//! version, target, every setting that changes generated code), so a changed app or
+//! engine configuration never loads stale code.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::log;
+
+/// Where compiled components live unless `--cache-dir` says otherwise.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("wsgi-wasm"));
+    }
+    std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|home| PathBuf::from(home).join(".cache/wsgi-wasm"))
+}
+
+pub fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    let mut engine_hash = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let mut sha = Sha256::new();
+    sha.update(wasm);
+    sha.update(engine_hash.finish().to_le_bytes());
+    sha.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let digest = sha.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a component was obtained, for the startup log and the benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cached,
+    Compiled,
+}
+
+/// Loads the compiled form from `dir` if present, else compiles and stores it.
+/// A cache that cannot be written is not fatal: the server runs, just slower to start.
+pub fn load_or_compile(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Result<(Component, Source)> {
+    let Some(dir) = dir else {
+        return Ok((compile(engine, wasm)?, Source::Compiled));
+    };
+    let path = dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
+    if path.exists() {
+        // SAFETY: the file was written by `store` below from `Component::serialize`
+        // with the same engine settings (they are part of the key), and the cache
+        // directory is created private to this user. Wasmtime re-checks the
+        // header and compatibility hash before using it.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => return Ok((component, Source::Cached)),
+            Err(e) => log::server(format!("ignoring unusable cache entry {}: {e}", path.display())),
+        }
+    }
+    let component = compile(engine, wasm)?;
+    if let Err(e) = store(&component, dir, &path) {
+        log::server(format!("warning: could not cache the compiled component in {}: {e:#}", dir.display()));
+    }
+    Ok((component, Source::Compiled))
+}
+
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
+    Component::from_binary(engine, wasm).map_err(anyhow::Error::from)
+}
+
+fn store(component: &Component, dir: &Path, path: &Path) -> Result<()> {
+    create_private_dir(dir)?;
+    let bytes = component.serialize().map_err(anyhow::Error::from)?;
+    // Write then rename, so a concurrent server never loads a half-written file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Anyone who can write the cache can run native code in this process, so the
+/// directory is made readable and writable by its owner only.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}

@@ -1,0 +1,10 @@
+//! Everything wasmtime: the engine, compiled-component cache, the ABI bindings,
+//! guest state and the instances that serve requests.
+
+pub mod app;
+pub mod bindings;
+pub mod cache;
+pub mod engine;
+pub mod state;
+
+pub use app::{App, AppConfig, Isolation};

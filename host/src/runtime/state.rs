@@ -1,0 +1,149 @@
+//! What a guest's store holds: its WASI context (granting nothing by default), its
+//! resource limits, and the request it is serving, which the ABI imports act on.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::server;
+use crate::http::exchange::Exchange;
+use crate::log;
+
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    /// The request being served; None between requests.
+    pub exchange: Option<Exchange>,
+    /// Epoch ticks this request has run for (its CPU time, in EPOCH_TICKs).
+    pub cpu_ticks: u64,
+    app: Arc<str>,
+}
+
+impl GuestState {
+    pub fn new(app: Arc<str>, max_memory: usize) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(LogStream { app: app.clone(), stream: "stdout" })
+            .stderr(LogStream { app: app.clone(), stream: "stderr" })
+            .build();
+        GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(max_memory).build(),
+            exchange: None,
+            cpu_ticks: 0,
+            app,
+        }
+    }
+
+    fn exchange(&mut self) -> wasmtime::Result<&mut Exchange> {
+        self.exchange.as_mut().ok_or_else(|| wasmtime::format_err!("server import called outside a request"))
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl server::Host for GuestState {
+    async fn start_response(
+        &mut self,
+        status: String,
+        headers: Vec<(String, String)>,
+        replace: bool,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.exchange()?.start_response(&status, &headers, replace))
+    }
+
+    async fn write(&mut self, data: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.exchange()?.write(data).await)
+    }
+
+    async fn write_body(&mut self, data: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.exchange()?.write_body(data).await)
+    }
+
+    async fn read(&mut self, max: u32) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        Ok(self.exchange()?.read(max).await.map_err(|e| e.to_string()))
+    }
+
+    async fn log(&mut self, message: String) -> wasmtime::Result<()> {
+        log::app(&self.app, "wsgi.errors", message);
+        Ok(())
+    }
+}
+
+/// Guest stdout/stderr: complete lines go to the server log tagged with the app.
+#[derive(Clone)]
+struct LogStream {
+    app: Arc<str>,
+    stream: &'static str,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter { target: self.clone(), line: Vec::new() })
+    }
+}
+
+struct LineWriter {
+    target: LogStream,
+    line: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&mut self) {
+        let text = String::from_utf8_lossy(&self.line).into_owned();
+        log::app(&self.target.app, self.target.stream, text);
+        self.line.clear();
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        for &b in buf {
+            if b == b'\n' {
+                self.emit();
+            } else {
+                self.line.push(b);
+                if self.line.len() >= log::MAX_LOG_LINE {
+                    self.emit();
+                }
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+    }
+}
