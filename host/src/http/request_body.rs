@@ -22,8 +22,15 @@ pub enum ReadError {
     Broken(String),
 }
 
+/// Where body bytes come from: a client connection, or (for in-process callers
+/// such as the runtime tests) bytes already in memory.
+enum Source {
+    Incoming(Incoming),
+    Done,
+}
+
 pub struct RequestBody {
-    incoming: Option<Incoming>,
+    incoming: Source,
     pending: Bytes,
     received: u64,
     max_size: u64,
@@ -32,7 +39,14 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub fn new(incoming: Incoming, max_size: u64, timeout: Duration) -> Self {
-        RequestBody { incoming: Some(incoming), pending: Bytes::new(), received: 0, max_size, timeout }
+        RequestBody { incoming: Source::Incoming(incoming), pending: Bytes::new(), received: 0, max_size, timeout }
+    }
+
+    /// A body that is already complete, for calling an app without a socket.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
+        let pending: Bytes = bytes.into();
+        let received = pending.len() as u64;
+        RequestBody { incoming: Source::Done, pending, received, max_size: u64::MAX, timeout: Duration::MAX }
     }
 
     /// Up to `max` bytes; empty once the body has ended.
@@ -42,15 +56,15 @@ impl RequestBody {
             return Ok(Bytes::new());
         }
         while self.pending.is_empty() {
-            let Some(incoming) = self.incoming.as_mut() else { return Ok(Bytes::new()) };
+            let Source::Incoming(incoming) = &mut self.incoming else { return Ok(Bytes::new()) };
             let frame = match tokio::time::timeout(self.timeout, incoming.frame()).await {
                 Err(_) => return Err(ReadError::TimedOut(self.timeout)),
                 Ok(None) => {
-                    self.incoming = None;
+                    self.incoming = Source::Done;
                     return Ok(Bytes::new());
                 }
                 Ok(Some(Err(e))) => {
-                    self.incoming = None;
+                    self.incoming = Source::Done;
                     return Err(ReadError::Broken(e.to_string()));
                 }
                 Ok(Some(Ok(frame))) => frame,
@@ -59,7 +73,7 @@ impl RequestBody {
             if let Ok(data) = frame.into_data() {
                 self.received += data.len() as u64;
                 if self.received > self.max_size {
-                    self.incoming = None;
+                    self.incoming = Source::Done;
                     return Err(ReadError::TooLarge(self.max_size));
                 }
                 self.pending = data;

@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use wsgi_wasm::wsgi::server;
+pub use self::wsgi_wasm::wsgi::server;

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `wsgi-wasm` binary on port 0, real guest components,
+//! real HTTP clients over real sockets.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod skeleton;

@@ -1,0 +1,85 @@
+//! Runtime tests: a real component loaded and called in-process through the
+//! library, no sockets.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use wsgi_wasm::http::exchange::{Exchange, Outcome};
+use wsgi_wasm::http::request_body::RequestBody;
+use wsgi_wasm::runtime::{App, AppConfig, Isolation, engine};
+
+fn config() -> AppConfig {
+    AppConfig {
+        isolation: Isolation::Pooled,
+        max_memory: 256 << 20,
+        max_instances: 2,
+        max_queue: 16,
+        cpu_timeout: Duration::from_secs(30),
+        max_requests_per_instance: 1000,
+    }
+}
+
+fn environ(method: &str, path: &str, query: &str) -> Vec<(String, String)> {
+    [
+        ("REQUEST_METHOD", method),
+        ("SCRIPT_NAME", ""),
+        ("PATH_INFO", path),
+        ("QUERY_STRING", query),
+        ("SERVER_NAME", "test"),
+        ("SERVER_PORT", "80"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("wsgi.url_scheme", "http"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn call(app: &App, env: Vec<(String, String)>, body: &[u8]) -> (u16, Vec<u8>, Outcome) {
+    let (exchange, reply) = Exchange::new(RequestBody::from_bytes(body.to_vec()), false, Duration::from_secs(10));
+    let (exchange, outcome) = app.call(env, exchange).await;
+    exchange.finish(&outcome).await;
+    let response = reply.await.expect("a response");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.expect("complete body").to_bytes().to_vec();
+    (status, body, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_component_answers_in_process() {
+    let engine = engine::new_engine().unwrap();
+    let cache = support::components::aot_cache_dir();
+    let (app, _) = App::load(&engine, &support::components::demo(), config(), Some(&cache)).unwrap();
+    let (status, body, outcome) = call(&app, environ("GET", "/xyz", "abc"), b"").await;
+    assert!(matches!(outcome, Outcome::Completed), "{outcome:?}");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.starts_with("Hello world!\n\n"), "{text}");
+    assert!(text.contains("PATH_INFO = '/xyz'\n"), "{text}");
+    assert!(text.contains("QUERY_STRING = 'abc'\n"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_instance_serves_many_calls_and_reads_bodies() {
+    let engine = engine::new_engine().unwrap();
+    let cache = support::components::aot_cache_dir();
+    let (app, _) = App::load(&engine, &support::components::python_fixtures(), config(), Some(&cache)).unwrap();
+    for i in 0..20 {
+        let body = format!("request body {i}").into_bytes();
+        let (status, echoed, _) = call(&app, environ("POST", "/echo", ""), &body).await;
+        assert_eq!(status, 200);
+        assert_eq!(echoed, body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_fixture_is_an_ordinary_404() {
+    let engine = engine::new_engine().unwrap();
+    let (app, _) = App::load(&engine, &support::components::python_fixtures(), config(), Some(&support::components::aot_cache_dir())).unwrap();
+    let (status, body, _) = call(&app, environ("GET", "/nope", ""), b"").await;
+    assert_eq!(status, 404);
+    assert_eq!(body, b"no fixture named 'nope'\n");
+}

@@ -1,0 +1,121 @@
+//! Real HTTP clients: curl, Python's http.client, and raw sockets for what
+//! well-behaved clients never send.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub struct CurlResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl CurlResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Runs curl with `args` (plus -sS -i) and parses the final response.
+pub fn curl(args: &[&str]) -> CurlResponse {
+    curl_with_stdin(args, None)
+}
+
+pub fn curl_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> CurlResponse {
+    let mut child = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "60"])
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running curl");
+    if let Some(data) = stdin {
+        child.stdin.take().unwrap().write_all(data).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    parse_response(&output.stdout).unwrap_or_else(|| panic!("unparsable response: {:?}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Splits "HTTP/1.1 200 OK\r\nheaders\r\n\r\nbody" (skipping 100 Continue heads).
+pub fn parse_response(raw: &[u8]) -> Option<CurlResponse> {
+    let mut rest = raw;
+    loop {
+        let end = find(rest, b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&rest[..end]).ok()?;
+        let body = &rest[end + 4..];
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        if status == 100 {
+            rest = body;
+            continue;
+        }
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        return Some(CurlResponse { status, headers, body: body.to_vec() });
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A request with Python's http.client: (status, headers, body).
+pub fn python_request(url: &str, method: &str, body: &[u8], headers: &[(&str, &str)]) -> CurlResponse {
+    let script = r#"
+import http.client, sys, json, urllib.parse
+url, method, headers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+body = sys.stdin.buffer.read()
+u = urllib.parse.urlsplit(url)
+conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+conn.request(method, u.path + ("?" + u.query if u.query else ""), body=body if method not in ("GET", "HEAD") else None, headers=headers)
+r = conn.getresponse()
+data = r.read()
+out = sys.stdout.buffer
+out.write(b"HTTP/1.1 %d %s\r\n" % (r.status, r.reason.encode("latin-1")))
+for k, v in r.getheaders():
+    out.write(k.encode("latin-1") + b": " + v.encode("latin-1") + b"\r\n")
+out.write(b"\r\n" + data)
+"#;
+    let headers_json = format!(
+        "{{{}}}",
+        headers.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect::<Vec<_>>().join(", ")
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", script, url, method, &headers_json])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running python3");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "python client failed: {}", String::from_utf8_lossy(&output.stderr));
+    parse_response(&output.stdout).expect("python client output")
+}
+
+/// Writes `request` as-is and reads until the server closes or `timeout` passes.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    out
+}
