@@ -4,4 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod environ;
+mod http11;
+mod input;
+mod response;
 mod skeleton;
+mod validator;

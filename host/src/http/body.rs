@@ -19,7 +19,7 @@ pub type Chunk = Result<Bytes, BodyAborted>;
 pub enum ResponseBody {
     Empty,
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Chunk>),
+    Stream(mpsc::Receiver<Chunk>, Option<BodyAborted>),
 }
 
 impl ResponseBody {
@@ -37,7 +37,22 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Empty => Poll::Ready(None),
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Stream(rx) => rx.poll_recv(cx).map(|chunk| chunk.map(|c| c.map(Frame::data))),
+            ResponseBody::Stream(rx, deferred) => {
+                if let Some(abort) = deferred.take() {
+                    return Poll::Ready(Some(Err(abort)));
+                }
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(Err(abort))) => {
+                        // hyper drops its unflushed write buffer when a body fails, so
+                        // the bytes sent just before the abort would never reach the
+                        // client. Pending once makes hyper flush them first.
+                        *deferred = Some(abort);
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    other => other.map(|chunk| chunk.map(|c| c.map(Frame::data))),
+                }
+            }
         }
     }
 
@@ -45,7 +60,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Empty => true,
             ResponseBody::Full(bytes) => bytes.is_none(),
-            ResponseBody::Stream(_) => false,
+            ResponseBody::Stream(..) => false,
         }
     }
 
@@ -53,7 +68,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Empty => SizeHint::with_exact(0),
             ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            ResponseBody::Stream(_) => SizeHint::default(),
+            ResponseBody::Stream(..) => SizeHint::default(),
         }
     }
 }

@@ -196,7 +196,7 @@ impl Exchange {
             self.state = State::Streaming { tx: None, remaining: None };
         } else {
             let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-            let _ = reply.send(build_response(head, ResponseBody::Stream(rx)));
+            let _ = reply.send(build_response(head, ResponseBody::Stream(rx, None)));
             self.state = State::Streaming { tx: Some(tx), remaining };
         }
         Ok(())

@@ -119,7 +119,9 @@ impl Shared {
         if let Some(refusal) = refuse_early(&parts, &server.limits) {
             let (status, message) = refusal;
             self.log_access(remote, &line, Summary { status, body_bytes: 0, aborted: false }, started);
-            return error_response(status, message);
+            let mut response = error_response(status, message);
+            response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+            return response;
         }
 
         let head = RequestHead { method: &parts.method, uri: &parts.uri, version: parts.version, headers: &parts.headers };
@@ -167,11 +169,47 @@ struct RequestLine {
     version: hyper::Version,
 }
 
-/// Requests answered without running the app at all.
+/// Requests answered without running the app at all: what it cannot be given
+/// safely or what is over a limit. The connection is closed after these, since
+/// the rest of what the client sent cannot be trusted to frame the next request.
 fn refuse_early(parts: &hyper::http::request::Parts, limits: &Limits) -> Option<(StatusCode, &'static str)> {
+    if let Some(refusal) = check_transfer_encoding(parts) {
+        return Some(refusal);
+    }
     let declared = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_size) {
         return Some((StatusCode::PAYLOAD_TOO_LARGE, "The request body is larger than this server accepts."));
+    }
+    None
+}
+
+/// Only a plain `Transfer-Encoding: chunked` is accepted. Anything else either asks
+/// for a coding the app would receive undecoded (`gzip, chunked`: 501) or is
+/// ambiguous about where the body ends, the stuff of request smuggling (repeated
+/// `chunked`, chunked alongside Content-Length, chunked in HTTP/1.0: 400).
+fn check_transfer_encoding(parts: &hyper::http::request::Parts) -> Option<(StatusCode, &'static str)> {
+    use hyper::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    let mut codings = Vec::new();
+    for value in parts.headers.get_all(TRANSFER_ENCODING) {
+        let Ok(text) = value.to_str() else {
+            return Some((StatusCode::BAD_REQUEST, "The Transfer-Encoding header is malformed."));
+        };
+        codings.extend(text.split(',').map(|c| c.trim().to_ascii_lowercase()));
+    }
+    if codings.is_empty() {
+        return None;
+    }
+    if codings.iter().any(|c| c != "chunked") {
+        return Some((StatusCode::NOT_IMPLEMENTED, "Only the chunked transfer coding is supported."));
+    }
+    if codings.len() > 1 {
+        return Some((StatusCode::BAD_REQUEST, "Transfer-Encoding names chunked more than once."));
+    }
+    if parts.headers.contains_key(CONTENT_LENGTH) {
+        return Some((StatusCode::BAD_REQUEST, "A request may not have both Transfer-Encoding and Content-Length."));
+    }
+    if parts.version == hyper::Version::HTTP_10 {
+        return Some((StatusCode::BAD_REQUEST, "HTTP/1.0 has no chunked transfer coding."));
     }
     None
 }

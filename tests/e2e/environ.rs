@@ -1,0 +1,152 @@
+//! PEP 3333 / CGI environ rules, checked from inside the guest.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::client::{curl, raw_exchange};
+use crate::support::components::python_fixtures;
+use crate::support::server::Server;
+
+fn environ_via_raw(server: &Server, request: &str) -> Value {
+    let raw = raw_exchange(server.addr, request.as_bytes(), Duration::from_secs(10));
+    let response = crate::support::client::parse_response(&raw).expect("a response");
+    assert_eq!(response.status, 200, "{}", response.text());
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+fn value<'a>(env: &'a Value, key: &str) -> &'a Value {
+    &env[key]["value"]
+}
+
+#[test]
+fn environ_key_set_and_types_are_exactly_pep3333() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let env = environ_via_raw(&server, "GET /environ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let keys: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "GATEWAY_INTERFACE", "HTTP_CONNECTION", "HTTP_HOST", "PATH_INFO", "QUERY_STRING",
+            "REMOTE_ADDR", "REMOTE_PORT", "REQUEST_METHOD", "SCRIPT_NAME", "SERVER_NAME",
+            "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE", "wsgi.errors", "wsgi.input",
+            "wsgi.input_terminated", "wsgi.multiprocess", "wsgi.multithread", "wsgi.run_once",
+            "wsgi.url_scheme", "wsgi.version",
+        ]
+    );
+    for (key, entry) in env.as_object().unwrap() {
+        if !key.contains('.') {
+            assert_eq!(entry["type"], "str", "{key} must be a native string");
+        }
+    }
+    assert_eq!(env["wsgi.version"]["type"], "tuple");
+    assert_eq!(value(&env, "wsgi.version"), &serde_json::json!([1, 0]));
+    assert_eq!(env["wsgi.input_terminated"]["value"], true);
+    assert_eq!(env["wsgi.multithread"]["value"], false);
+    assert_eq!(env["wsgi.multiprocess"]["value"], true);
+    assert_eq!(env["wsgi.run_once"]["value"], false);
+    assert_eq!(value(&env, "wsgi.url_scheme"), "http");
+    assert_eq!(value(&env, "GATEWAY_INTERFACE"), "CGI/1.1");
+    assert_eq!(value(&env, "SERVER_NAME"), "127.0.0.1");
+    assert_eq!(value(&env, "SERVER_PORT"), server.addr.port().to_string().as_str());
+    assert_eq!(value(&env, "SCRIPT_NAME"), "");
+    assert_eq!(value(&env, "QUERY_STRING"), "");
+}
+
+#[test]
+fn path_info_is_percent_decoded_then_latin1() {
+    let server = Server::start(&python_fixtures(), &[]);
+    for (target, expected) in [
+        ("/environ/%E5", "/environ/\u{e5}"),
+        ("/environ/%C3%A5", "/environ/\u{c3}\u{a5}"),
+        ("/environ/a%2Fb", "/environ/a/b"),
+        ("/environ/caf%C3%A9%20bar", "/environ/caf\u{c3}\u{a9} bar"),
+    ] {
+        let env = environ_via_raw(&server, &format!("GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+        assert_eq!(value(&env, "PATH_INFO"), expected, "for {target}");
+    }
+}
+
+#[test]
+fn query_string_is_passed_raw() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let env = environ_via_raw(&server, "GET /environ?a=%20b&c=d+e&%E5 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    assert_eq!(value(&env, "QUERY_STRING"), "a=%20b&c=d+e&%E5");
+}
+
+#[test]
+fn script_name_is_the_mount_prefix_and_empty_otherwise() {
+    let server = Server::start(&python_fixtures(), &["--script-name", "/mounted"]);
+    // The router looks at the first PATH_INFO segment, so the prefix must be gone.
+    let env = environ_via_raw(&server, "GET /mounted/environ/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    assert_eq!(value(&env, "SCRIPT_NAME"), "/mounted");
+    assert_eq!(value(&env, "PATH_INFO"), "/environ/x");
+}
+
+#[test]
+fn content_type_and_length_appear_only_without_http_prefix() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let env = environ_via_raw(
+        &server,
+        "POST /environ HTTP/1.1\r\nHost: h\r\nContent-Type: text/x-test\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    );
+    assert_eq!(value(&env, "CONTENT_TYPE"), "text/x-test");
+    assert_eq!(value(&env, "CONTENT_LENGTH"), "3");
+    assert!(env.get("HTTP_CONTENT_TYPE").is_none());
+    assert!(env.get("HTTP_CONTENT_LENGTH").is_none());
+}
+
+#[test]
+fn repeated_headers_are_joined_with_commas_and_cookies_with_semicolons() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let env = environ_via_raw(
+        &server,
+        "GET /environ HTTP/1.1\r\nHost: h\r\nX-Multi: one\r\nX-Multi: two\r\nCookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(value(&env, "HTTP_X_MULTI"), "one,two");
+    assert_eq!(value(&env, "HTTP_COOKIE"), "a=1; b=2");
+}
+
+#[test]
+fn header_names_with_underscores_are_dropped() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let env = environ_via_raw(
+        &server,
+        "GET /environ HTTP/1.1\r\nHost: h\r\nX-Auth_User: attacker\r\nConnection: close\r\n\r\n",
+    );
+    assert!(env.get("HTTP_X_AUTH_USER").is_none(), "underscored header reached the app: {env}");
+    let env = environ_via_raw(
+        &server,
+        "GET /environ HTTP/1.1\r\nHost: h\r\nX-Auth-User: alice\r\nX-Auth_User: attacker\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(value(&env, "HTTP_X_AUTH_USER"), "alice");
+}
+
+#[test]
+fn header_values_reach_the_app_byte_exact_as_latin1() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let request = b"GET /environ HTTP/1.1\r\nHost: h\r\nX-Bytes: a\x85b\xa0c\xffd\r\nConnection: close\r\n\r\n";
+    let raw = raw_exchange(server.addr, request, Duration::from_secs(10));
+    let response = crate::support::client::parse_response(&raw).unwrap();
+    let env: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(value(&env, "HTTP_X_BYTES"), "a\u{85}b\u{a0}c\u{ff}d");
+}
+
+#[test]
+fn http10_request_reports_http10_protocol() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let env = environ_via_raw(&server, "GET /environ HTTP/1.0\r\n\r\n");
+    assert_eq!(value(&env, "SERVER_PROTOCOL"), "HTTP/1.0");
+    assert_eq!(value(&env, "REQUEST_METHOD"), "GET");
+}
+
+#[test]
+fn curl_sees_the_same_environ_as_raw_clients() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let response = curl(&["-H", "X-Trace: t1", &server.url("/environ/p?q=1")]);
+    let env: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(value(&env, "HTTP_X_TRACE"), "t1");
+    assert_eq!(value(&env, "PATH_INFO"), "/environ/p");
+    assert_eq!(value(&env, "QUERY_STRING"), "q=1");
+    assert_eq!(value(&env, "REMOTE_ADDR"), "127.0.0.1");
+}

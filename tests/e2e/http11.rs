@@ -1,0 +1,133 @@
+//! HTTP/1.1 framing: keep-alive, pipelining, HTTP/1.0, oversized heads, and
+//! Transfer-Encoding values that must never reach the app.
+
+use std::time::Duration;
+
+use crate::support::client::{curl, parse_response, raw_exchange};
+use crate::support::components::python_fixtures;
+use crate::support::server::Server;
+
+fn exchange(server: &Server, request: &[u8]) -> String {
+    String::from_utf8_lossy(&raw_exchange(server.addr, request, Duration::from_secs(10))).into_owned()
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let text = exchange(
+        &server,
+        b"GET /stream?n=1 HTTP/1.1\r\nHost: h\r\n\r\nGET /stream?n=2 HTTP/1.1\r\nHost: h\r\n\r\nGET /stream?n=3 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
+    let first = text.find("chunk 0").unwrap();
+    let second = text.find("chunk 1").unwrap();
+    let third = text.find("chunk 2").unwrap();
+    assert!(first < second && second < third, "{text}");
+    // Exactly one "chunk 2" (the third response) and two "chunk 1".
+    assert_eq!(text.matches("chunk 1\n").count(), 2);
+    assert_eq!(text.matches("chunk 2\n").count(), 1);
+}
+
+#[test]
+fn http10_gets_a_complete_response_and_the_connection_closes() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let text = exchange(&server, b"GET /stream?n=2 HTTP/1.0\r\n\r\n");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("chunked"), "HTTP/1.0 has no chunked coding: {head}");
+    assert_eq!(body, "chunk 0\nchunk 1\n");
+}
+
+#[test]
+fn request_line_over_64_kib_gets_414() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let path = format!("/hello/{}", "a".repeat(70 * 1024));
+    let text = exchange(&server, format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+    assert!(text.starts_with("HTTP/1.1 414 "), "{}", &text[..text.len().min(200)]);
+    // Just under the limit is served.
+    let path = format!("/hello/{}", "a".repeat(60 * 1024));
+    let text = exchange(&server, format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes());
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{}", &text[..text.len().min(200)]);
+}
+
+#[test]
+fn too_many_or_too_large_headers_get_431() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let text = exchange(&server, format!("GET /hello HTTP/1.1\r\nHost: h\r\n{many}\r\n").as_bytes());
+    assert!(text.starts_with("HTTP/1.1 431 "), "{}", &text[..text.len().min(200)]);
+    let big = format!("X-Big: {}\r\n", "b".repeat(200 * 1024));
+    let text = exchange(&server, format!("GET /hello HTTP/1.1\r\nHost: h\r\n{big}\r\n").as_bytes());
+    assert!(text.starts_with("HTTP/1.1 431 "), "{}", &text[..text.len().min(200)]);
+}
+
+fn ok_count(server: &Server) -> u64 {
+    let counts: serde_json::Value = serde_json::from_slice(&curl(&[&server.url("/close_counter/count")]).body).unwrap();
+    counts["ok"].as_u64().unwrap()
+}
+
+#[test]
+fn transfer_encoding_other_than_plain_chunked_never_reaches_the_app() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    for (te, extra, expected) in [
+        ("gzip, chunked", "", 501),
+        ("chunked, chunked", "", 400),
+        // No chunked at the end: hyper cannot frame the body and refuses it itself.
+        ("gzip", "", 400),
+    ] {
+        let text = exchange(
+            &server,
+            format!("POST /close_counter?mode=ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {te}\r\n{extra}\r\n5\r\nhello\r\n0\r\n\r\n").as_bytes(),
+        );
+        let response = parse_response(text.as_bytes()).unwrap_or_else(|| panic!("{te}: {text:?}"));
+        assert_eq!(response.status, expected, "Transfer-Encoding: {te} {extra}: {text}");
+        assert_eq!(response.header("connection"), Some("close"), "{te}");
+    }
+    // Two Transfer-Encoding headers saying chunked each.
+    let text = exchange(
+        &server,
+        b"POST /close_counter?mode=ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert_eq!(ok_count(&server), 0, "a refused request reached the app");
+    // Plain chunked is fine.
+    let text = exchange(
+        &server,
+        b"POST /close_counter?mode=ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert_eq!(ok_count(&server), 1);
+}
+
+#[test]
+fn chunked_with_content_length_is_framed_by_chunked_and_the_connection_closes() {
+    // RFC 9112 section 6.3: Transfer-Encoding overrides Content-Length, and the
+    // server must close the connection afterwards (hyper does both), so the bytes
+    // after the chunked body can never be read as a smuggled second request.
+    let server = Server::start(&python_fixtures(), &[]);
+    let text = exchange(
+        &server,
+        b"POST /read_all HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    let response = parse_response(text.as_bytes()).unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(info["body_length"], 5, "{text}");
+    assert_eq!(info["content_length"], serde_json::Value::Null, "{text}");
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(!text.contains("Hello from the sandbox"), "the smuggled request was served: {text}");
+}
+
+#[test]
+fn bare_lf_line_endings_are_accepted() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let text = exchange(&server, b"GET /hello HTTP/1.1\nHost: h\nConnection: close\n\n");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("Hello from the sandbox!"));
+}
+
+#[test]
+fn malformed_request_line_gets_400() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let text = exchange(&server, b"GARBAGE\r\n\r\n");
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text:?}");
+}
