@@ -1,14 +1,407 @@
-"""Stdlib modules WSGI apps and frameworks import lazily, imported here at build time.
+"""Modules WSGI apps and frameworks import lazily, imported here at build time.
 
 componentize-py snapshots the interpreter after the app module is imported and only
 bundles modules that were imported by then: a module first imported while serving a
 request is not there and fails with ModuleNotFoundError or LookupError. Importing
 them here puts them in the snapshot. `wsgi-wasm build --preload MODULE` adds more.
+
+Importing this module preloads the standard library part. The generated entry
+module then imports the app, calls `frameworks()` (submodules of the frameworks the
+app imported that they load on first use) and finally `seal()`, which makes a
+lazy import that still fails at run time say which module and how to fix it.
 """
 
-import encodings.ascii  # noqa: F401
-import encodings.idna  # noqa: F401  (str.encode("idna"): URL and cookie handling)
-import encodings.latin_1  # noqa: F401  (native strings are latin-1)
-import encodings.utf_8  # noqa: F401
-import io  # noqa: F401
-import traceback  # noqa: F401  (the adapter formats app errors with it)
+import importlib
+import sys
+
+# Standard-library modules that the stdlib itself or the frameworks (Flask/Werkzeug,
+# Jinja2, Django, Bottle, Falcon, Pyramid/WebOb) import inside functions. Each line
+# says who needs it. A name missing from the sandbox's CPython is skipped.
+STDLIB = [
+    # Codecs are found by name at first use: str.encode("idna") (Werkzeug, Django
+    # URL/host handling), utf-16/32 (JSON detection), cp1252/latin-1 (email, forms).
+    "encodings.ascii",
+    "encodings.latin_1",
+    "encodings.utf_8",
+    "encodings.utf_8_sig",
+    "encodings.utf_16",
+    "encodings.utf_16_le",
+    "encodings.utf_16_be",
+    "encodings.utf_32",
+    "encodings.utf_32_le",
+    "encodings.utf_32_be",
+    "encodings.idna",
+    "encodings.punycode",
+    "encodings.unicode_escape",
+    "encodings.raw_unicode_escape",
+    "encodings.cp1252",
+    "encodings.cp437",
+    "encodings.iso8859_15",
+    "encodings.charmap",
+    "encodings.base64_codec",
+    "encodings.hex_codec",
+    "encodings.quopri_codec",
+    "encodings.zlib_codec",
+    "encodings.aliases",
+    # time.strptime()/datetime.strptime() import _strptime on first call.
+    "_strptime",
+    "calendar",
+    "zoneinfo",
+    "locale",
+    "gettext",
+    # Mail and MIME: multipart forms, Django's mail and http, WebOb.
+    "email",
+    "email.parser",
+    "email.feedparser",
+    "email.message",
+    "email.policy",
+    "email.headerregistry",
+    "email._header_value_parser",
+    "email.utils",
+    "email.header",
+    "email.charset",
+    "email.encoders",
+    "email.errors",
+    "email.generator",
+    "email.iterators",
+    "email.base64mime",
+    "email.quoprimime",
+    "email.mime.base",
+    "email.mime.multipart",
+    "email.mime.text",
+    "email.mime.nonmultipart",
+    "email.mime.message",
+    "mimetypes",
+    "quopri",
+    "base64",
+    "binascii",
+    # HTTP bits frameworks reach for while answering.
+    "http",
+    "http.cookies",
+    "http.client",
+    "http.cookiejar",
+    "urllib",
+    "urllib.parse",
+    "urllib.request",
+    "urllib.error",
+    "wsgiref",
+    "wsgiref.util",
+    "wsgiref.headers",
+    "html",
+    "html.parser",
+    "html.entities",
+    "json",
+    "json.decoder",
+    "json.encoder",
+    "json.scanner",
+    # Sessions, signing, CSRF, ETags.
+    "hashlib",
+    "hmac",
+    "secrets",
+    "uuid",
+    "random",
+    "zlib",
+    "gzip",
+    "pickle",
+    "copy",
+    # Numbers and text.
+    "decimal",
+    "fractions",
+    "numbers",
+    "string",
+    "textwrap",
+    "unicodedata",
+    "difflib",
+    "pprint",
+    "ipaddress",
+    "csv",
+    "xml.etree.ElementTree",
+    "xml.sax.saxutils",
+    "xml.dom.minidom",
+    # Files, paths, temporary files (uploads spool to them), package data.
+    "io",
+    "tempfile",
+    "shutil",
+    "glob",
+    "fnmatch",
+    "pathlib",
+    "stat",
+    "importlib.resources",
+    "importlib.resources.readers",
+    "importlib.readers",
+    "importlib.metadata",
+    "importlib.util",
+    "pkgutil",
+    # Errors and logging: tracebacks are formatted while a request fails.
+    "traceback",
+    "linecache",
+    "tokenize",
+    "logging",
+    "logging.handlers",
+    "warnings",
+    "inspect",
+    "dataclasses",
+    "contextvars",
+    "sqlite3",
+    "sqlite3.dbapi2",
+]
+
+# Submodules that frameworks import the first time a feature is used (a template
+# tag library, a form parser, a JSON provider...), keyed by the framework's
+# top-level package: imported only when the app imported that framework.
+FRAMEWORKS = {
+    "werkzeug": [
+        "werkzeug.formparser",
+        "werkzeug.sansio.multipart",
+        "werkzeug.datastructures",
+        "werkzeug.http",
+        "werkzeug.urls",
+        "werkzeug.utils",
+        "werkzeug.wsgi",
+        "werkzeug.exceptions",
+        "werkzeug.routing",
+        "werkzeug.security",
+        "werkzeug.wrappers",
+    ],
+    "flask": [
+        "flask.json",
+        "flask.json.provider",
+        "flask.json.tag",
+        "flask.sessions",
+        "flask.templating",
+        "flask.helpers",
+        "flask.debughelpers",
+    ],
+    "jinja2": [
+        "jinja2.ext",
+        "jinja2.filters",
+        "jinja2.tests",
+        "jinja2.nodes",
+        "jinja2.compiler",
+        "jinja2.loaders",
+        "jinja2.sandbox",
+        "jinja2.debug",
+        "jinja2.async_utils",
+    ],
+    "itsdangerous": ["itsdangerous.url_safe", "itsdangerous.timed"],
+    "django": [
+        "django.template.defaulttags",
+        "django.template.defaultfilters",
+        "django.template.loader_tags",
+        "django.template.loaders.filesystem",
+        "django.template.loaders.app_directories",
+        "django.template.loaders.cached",
+        "django.template.backends.django",
+        "django.template.context_processors",
+        "django.templatetags.i18n",
+        "django.templatetags.static",
+        "django.templatetags.cache",
+        "django.templatetags.l10n",
+        "django.templatetags.tz",
+        "django.middleware.common",
+        "django.middleware.csrf",
+        "django.middleware.security",
+        "django.middleware.clickjacking",
+        "django.contrib.sessions.backends.db",
+        "django.contrib.sessions.backends.signed_cookies",
+        "django.contrib.sessions.serializers",
+        "django.contrib.messages.storage.fallback",
+        "django.contrib.messages.storage.cookie",
+        "django.contrib.messages.storage.session",
+        "django.contrib.messages.context_processors",
+        "django.contrib.auth.context_processors",
+        "django.contrib.auth.hashers",
+        "django.contrib.auth.views",
+        "django.contrib.auth.forms",
+        "django.contrib.admin.templatetags.admin_list",
+        "django.contrib.admin.templatetags.admin_modify",
+        "django.contrib.admin.templatetags.admin_urls",
+        "django.contrib.admin.templatetags.log",
+        "django.contrib.admin.templatetags.base",
+        "django.contrib.admin.views.main",
+        "django.contrib.admin.views.decorators",
+        "django.contrib.admin.forms",
+        "django.contrib.staticfiles.handlers",
+        "django.contrib.staticfiles.finders",
+        "django.contrib.staticfiles.storage",
+        "django.db.backends.sqlite3.base",
+        "django.db.backends.sqlite3.features",
+        "django.db.backends.sqlite3.introspection",
+        "django.db.backends.sqlite3.operations",
+        "django.db.backends.sqlite3.schema",
+        "django.db.backends.sqlite3.client",
+        "django.db.backends.sqlite3.creation",
+        "django.db.models.sql.compiler",
+        "django.core.handlers.wsgi",
+        "django.core.serializers.json",
+        "django.forms.renderers",
+        "django.views.csrf",
+        "django.views.debug",
+        "django.views.defaults",
+        "django.views.static",
+        "django.utils.translation.trans_real",
+        "django.utils.timesince",
+        "django.http.multipartparser",
+        "django.core.files.uploadhandler",
+        "django.core.files.uploadedfile",
+    ],
+    "bottle": [],
+    "falcon": [
+        "falcon.media",
+        "falcon.media.json",
+        "falcon.media.multipart",
+        "falcon.media.urlencoded",
+        "falcon.routing",
+        "falcon.response",
+        "falcon.request",
+    ],
+    "pyramid": [
+        "pyramid.renderers",
+        "pyramid.httpexceptions",
+        "pyramid.session",
+        "pyramid.csrf",
+        "pyramid.view",
+        "pyramid.static",
+        "pyramid.tweens",
+        "pyramid.router",
+        "pyramid.traversal",
+        "pyramid.urldispatch",
+    ],
+    "webob": ["webob.multidict", "webob.cookies", "webob.request", "webob.response", "webob.exc", "webob.acceptparse"],
+    "markupsafe": [],
+}
+
+
+def _import_all(names, missing):
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - a module the sandbox lacks is not fatal
+            missing.append(f"{name}: {type(e).__name__}: {e}")
+
+
+_missing = []
+
+
+def stdlib():
+    _import_all(STDLIB, _missing)
+    import mimetypes
+
+    # Reads the type maps (no files in the sandbox: the built-in table) now, not
+    # at the first guess_type() of a request.
+    mimetypes.init()
+
+
+def frameworks():
+    """Preloads the lazily imported parts of the frameworks the app imported."""
+    loaded = {name.partition(".")[0] for name in list(sys.modules)}
+    for framework, names in FRAMEWORKS.items():
+        if framework in loaded:
+            _import_all(names, _missing)
+    _warm_up()
+
+
+def _warm_up():
+    """Caches a few things that are computed lazily through imports."""
+    if "django" not in sys.modules:
+        return
+    try:
+        from django.apps import apps
+
+        if apps.ready:
+            from django.utils import translation
+
+            # Loads the catalogues of the default language (gettext, locale files).
+            from django.conf import settings
+
+            if settings.USE_I18N:
+                translation.activate(settings.LANGUAGE_CODE)
+                translation.gettext("Log in")
+                translation.deactivate()
+    except Exception as e:  # noqa: BLE001
+        _missing.append(f"django warm-up: {type(e).__name__}: {e}")
+
+
+def missing():
+    """What could not be preloaded (the build report lists it)."""
+    return list(_missing)
+
+
+# Standard-library modules the sandbox's CPython (3.14 for WASI) does not have at
+# all: no amount of preloading brings them.
+UNAVAILABLE = {
+    "ssl", "_ssl", "_hashlib", "ctypes", "_ctypes", "bz2", "_bz2", "lzma", "_lzma",
+    "subprocess", "_posixsubprocess", "multiprocessing", "readline", "curses", "_curses",
+    "tkinter", "_tkinter", "dbm", "_dbm", "_gdbm", "resource", "termios", "grp", "pwd",
+}
+
+HINT_MARK = "wsgi-wasm: "
+
+
+def _hint(name):
+    top = name.partition(".")[0]
+    if top in UNAVAILABLE:
+        return (
+            f"{HINT_MARK}{name!r} is not available in the sandbox's CPython (3.14 for WASI has no "
+            f"ssl, ctypes, bz2, lzma or subprocess); the app cannot use it here"
+        )
+    if top in _build_time_names or name in _build_time_names:
+        return (
+            f"{HINT_MARK}{name!r} was not imported when the component was built, so it is not in "
+            f"the component (modules imported lazily at run time are missing); "
+            f"rebuild with `wsgi-wasm build ... --preload {name}`"
+        )
+    return (
+        f"{HINT_MARK}{name!r} was not installed when the component was built; add its "
+        f"distribution to requirements.txt (`wsgi-wasm build -r requirements.txt`) or pass "
+        f"its directory with -p, then rebuild (if it is imported lazily, also --preload {name})"
+    )
+
+
+_build_time_names = set()
+
+
+def _note_missing(find_and_load):
+    def _find_and_load(name, import_):
+        try:
+            return find_and_load(name, import_)
+        except ModuleNotFoundError as e:
+            if e.name == name and not any(n.startswith(HINT_MARK) for n in getattr(e, "__notes__", ())):
+                e.add_note(_hint(name))
+            raise
+
+    return _find_and_load
+
+
+def _encoding_hint(name):
+    import encodings
+    from encodings.aliases import aliases
+
+    norm = encodings.normalize_encoding(name).lower()
+    module = aliases.get(norm, norm)
+    raise LookupError(
+        f"unknown encoding: {name} ({HINT_MARK}if Python has this codec, it was not imported when the "
+        f"component was built; rebuild with `wsgi-wasm build ... --preload encodings.{module}`)"
+    )
+
+
+def seal():
+    """Called last at build time: from now on (run time), an import that fails gets
+    a note saying why and what to do, in the traceback the adapter logs."""
+    import pkgutil
+
+    _build_time_names.update(m.name for m in pkgutil.iter_modules())
+    _build_time_names.update(sys.stdlib_module_names)
+    _build_time_names.update(n.partition(".")[0] for n in sys.modules)
+    bootstrap = sys.modules["_frozen_importlib"]
+    # The import system (the `import` statement in C and importlib.import_module)
+    # looks _find_and_load up on this module at each load, and only for modules
+    # not in sys.modules: modules already imported pay nothing.
+    bootstrap._find_and_load = _note_missing(bootstrap._find_and_load)
+    import codecs
+
+    # Tried after the encodings package's own search function has found nothing.
+    codecs.register(_encoding_hint)
+
+
+stdlib()

@@ -1,9 +1,12 @@
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use wsgi_wasm::runtime::cache;
+
+mod deps;
 
 /// The ABI and the Python SDK, built into the binary so `build` works from any
 /// directory without a checkout of this repository.
@@ -11,6 +14,7 @@ const WIT: &str = include_str!("../../../guest-sdk/wit/wsgi.wit");
 const SDK_FILES: &[(&str, &str)] = &[
     ("__init__.py", include_str!("../../../guest-sdk/python/wsgi_wasm/__init__.py")),
     ("adapter.py", include_str!("../../../guest-sdk/python/wsgi_wasm/adapter.py")),
+    ("files.py", include_str!("../../../guest-sdk/python/wsgi_wasm/files.py")),
     ("preload.py", include_str!("../../../guest-sdk/python/wsgi_wasm/preload.py")),
     ("streams.py", include_str!("../../../guest-sdk/python/wsgi_wasm/streams.py")),
 ];
@@ -18,6 +22,10 @@ const SDK_FILES: &[(&str, &str)] = &[
 const ENTRY_MODULE: &str = "wsgi_wasm_entry";
 
 /// Build a Python WSGI application into a component `wsgi-wasm serve` runs.
+///
+/// The app's code comes from the current directory and each -p directory; its
+/// dependencies from -r requirements files (installed as pure-Python distributions),
+/// --venv or --site-packages. Nothing else on the machine is visible to the build.
 #[derive(Parser)]
 pub struct BuildCommand {
     /// The WSGI callable, as MODULE:NAME (e.g. `app:app`, `myproj.wsgi:application`,
@@ -28,15 +36,45 @@ pub struct BuildCommand {
     #[arg(short, long, default_value = "app.wasm")]
     output: PathBuf,
 
-    /// Directory to put on the Python path (the app's source, dependencies);
-    /// repeatable. The current directory is always included.
+    /// Directory with the app's code (and its templates and static files); repeatable.
+    /// The current directory is always included.
     #[arg(short = 'p', long = "python-path")]
     python_path: Vec<PathBuf>,
+
+    /// A requirements file to pip-install (pure-Python distributions for the
+    /// sandbox's CPython 3.14) into a build-local directory; repeatable.
+    #[arg(short = 'r', long = "requirements")]
+    requirements: Vec<PathBuf>,
+
+    /// An existing virtualenv whose site-packages holds the dependencies; repeatable.
+    #[arg(long)]
+    venv: Vec<PathBuf>,
+
+    /// A site-packages (or `pip install --target`) directory with dependencies; repeatable.
+    #[arg(long)]
+    site_packages: Vec<PathBuf>,
 
     /// Extra module to import at build time, for apps that import it lazily
     /// (a lazily imported module is missing at run time); repeatable.
     #[arg(long)]
     preload: Vec<String>,
+
+    /// Bundle only these languages' `locale/<lang>/` message catalogues (comma-separated,
+    /// e.g. `en,de`) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    locales: Option<Vec<String>>,
+
+    /// The host Python that runs pip for -r [default: the one beside componentize-py, or python3].
+    #[arg(long, env = "WSGI_WASM_PYTHON")]
+    python: Option<PathBuf>,
+
+    /// Where installed requirements are cached [default: $XDG_CACHE_HOME/wsgi-wasm or ~/.cache/wsgi-wasm].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+
+    /// Install requirements afresh instead of reusing the cached install.
+    #[arg(long)]
+    no_cache: bool,
 
     /// The componentize-py executable [default: found on PATH, in $VIRTUAL_ENV or
     /// in this project's .venv].
@@ -46,7 +84,13 @@ pub struct BuildCommand {
 
 impl BuildCommand {
     pub fn execute(self) -> Result<()> {
+        let started = Instant::now();
         let (module, attr) = parse_target(&self.target)?;
+        for name in &self.preload {
+            if !is_dotted_name(name) {
+                bail!("--preload {name:?} is not a module name (e.g. email.mime.text)");
+            }
+        }
         let componentize_py = find_componentize_py(self.componentize_py.as_deref())?;
         let work = tempfile::tempdir().context("cannot create a temporary build directory")?;
         let wit_dir = work.path().join("wit");
@@ -59,29 +103,80 @@ impl BuildCommand {
         for (name, text) in SDK_FILES {
             std::fs::write(sdk_dir.join("wsgi_wasm").join(name), text)?;
         }
-        std::fs::write(entry_dir.join(format!("{ENTRY_MODULE}.py")), entry_source(module, attr, &self.preload))?;
+
+        // The app's own directories: their files are bundled whole.
+        let mut app_dirs: Vec<PathBuf> = Vec::new();
+        for dir in self.python_path.iter().chain([&PathBuf::from(".")]) {
+            if !dir.is_dir() {
+                bail!("--python-path {} is not a directory", dir.display());
+            }
+            push_unique(&mut app_dirs, dir)?;
+        }
+        // Dependencies: only the packages the app imports end up in the component.
+        let mut dep_dirs: Vec<PathBuf> = Vec::new();
+        if !self.requirements.is_empty() {
+            let python = deps::find_python(self.python.as_deref(), &componentize_py);
+            let cache = if self.no_cache { None } else { self.cache_dir.clone().or_else(cache::default_dir).map(|d| d.join("deps")) };
+            let installer = deps::Installer { python: &python, cache, scratch: work.path() };
+            let site = installer.install(&self.requirements)?;
+            push_unique(&mut dep_dirs, &site)?;
+        }
+        for venv in &self.venv {
+            push_unique(&mut dep_dirs, &deps::venv_site_packages(venv)?)?;
+        }
+        for dir in &self.site_packages {
+            if !dir.is_dir() {
+                bail!("--site-packages {} is not a directory", dir.display());
+            }
+            push_unique(&mut dep_dirs, dir)?;
+        }
+        dep_dirs.retain(|d| !app_dirs.contains(d));
+
+        // componentize-py mounts its -p directories in the guest as /0, /1, ... in
+        // order: entry, SDK, app directories, dependency directories.
+        let mount = |i: usize| format!("/{i}");
+        let first_app = 2;
+        let first_dep = first_app + app_dirs.len();
+        let layout = Layout {
+            app_mounts: (first_app..first_dep).map(mount).collect(),
+            dep_mounts: (first_dep..first_dep + dep_dirs.len()).map(mount).collect(),
+            report: format!("{}/{REPORT_FILE}", mount(0)),
+            locales: self.locales.clone(),
+        };
+        std::fs::write(entry_dir.join(format!("{ENTRY_MODULE}.py")), entry_source(module, attr, &self.preload, &layout))?;
+
+        // componentize-py adds the site-packages of $VIRTUAL_ENV (or of the python3
+        // on PATH) to the app's path. Point it at an empty environment instead, so
+        // only what this command was given is visible to the app.
+        let empty_env = work.path().join("no-venv");
+        std::fs::create_dir_all(empty_env.join("lib/site-packages"))?;
 
         let mut cmd = Command::new(&componentize_py);
         cmd.arg("-d").arg(&wit_dir).args(["-w", "wsgi-app", "componentize"]);
         cmd.arg("-p").arg(&entry_dir).arg("-p").arg(&sdk_dir);
-        for dir in &self.python_path {
-            if !dir.is_dir() {
-                bail!("--python-path {} is not a directory", dir.display());
-            }
+        for dir in app_dirs.iter().chain(&dep_dirs) {
             cmd.arg("-p").arg(dir);
         }
-        cmd.arg("-p").arg(".");
         cmd.arg(ENTRY_MODULE).arg("-o").arg(&self.output);
+        cmd.env("VIRTUAL_ENV", &empty_env).env_remove("PYTHONPATH").env_remove("PYTHONHOME");
+        // Its errors carry the guest's traceback; a Rust backtrace would bury it.
+        cmd.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
+        cmd.stdout(Stdio::null());
 
-        eprintln!("Building {} into {} with componentize-py...", self.target, self.output.display());
-        let started = Instant::now();
+        eprintln!("Componentizing {} (importing the app in CPython {} for WASI, then snapshotting it)...", self.target, deps::TARGET_PYTHON);
+        let snapshot_started = Instant::now();
         let status = cmd.status().with_context(|| format!("cannot run {}", componentize_py.display()))?;
         if !status.success() {
             bail!(
                 "componentize-py failed ({status}) building {}; its output above names the problem \
-                 (a ModuleNotFoundError means a dependency is missing from --python-path)",
+                 (a ModuleNotFoundError means a dependency is missing: add it to -r requirements.txt, \
+                 --venv, --site-packages or -p)",
                 self.target
             );
+        }
+        eprintln!("    done in {:.1}s", snapshot_started.elapsed().as_secs_f64());
+        if let Ok(report) = std::fs::read_to_string(entry_dir.join(REPORT_FILE)) {
+            print_report(&report);
         }
         let size = std::fs::metadata(&self.output).map(|m| m.len()).unwrap_or(0);
         eprintln!(
@@ -92,6 +187,46 @@ impl BuildCommand {
         );
         Ok(())
     }
+}
+
+/// Where the guest-side build steps find things, in guest paths.
+struct Layout {
+    app_mounts: Vec<String>,
+    dep_mounts: Vec<String>,
+    /// A file the entry module writes at build time (preload misses, bundled files).
+    report: String,
+    locales: Option<Vec<String>>,
+}
+
+/// Written by the entry module at build time, read back by this command.
+const REPORT_FILE: &str = "wsgi_wasm_build_report.txt";
+
+/// Adds `dir` (canonicalized, so `.` and its absolute path count once).
+fn push_unique(dirs: &mut Vec<PathBuf>, dir: &Path) -> Result<()> {
+    let dir = dir.canonicalize().with_context(|| format!("cannot use {}", dir.display()))?;
+    if !dirs.contains(&dir) {
+        dirs.push(dir);
+    }
+    Ok(())
+}
+
+/// The report's lines are `files N`, `bytes N`, `skipped TEXT`, `note TEXT`.
+fn print_report(report: &str) {
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    for line in report.lines() {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "files" => files = value.parse().unwrap_or(0),
+            "bytes" => bytes = value.parse().unwrap_or(0),
+            "note" => eprintln!("    note: {value}"),
+            _ => {}
+        }
+    }
+    eprintln!(
+        "    bundled {files} data files ({:.1} MiB: templates, static files, package data) for reads at run time",
+        bytes as f64 / (1024.0 * 1024.0)
+    );
 }
 
 /// "pkg.mod:obj.attr" or "pkg.mod:factory()" -> ("pkg.mod", "obj.attr" / "factory()").
@@ -107,9 +242,21 @@ fn parse_target(target: &str) -> Result<(&str, &str)> {
     Ok((module, attr))
 }
 
-fn entry_source(module: &str, attr: &str, preload: &[String]) -> String {
+fn is_dotted_name(s: &str) -> bool {
+    !s.is_empty() && s.split('.').all(|p| !p.is_empty() && !p.starts_with(|c: char| c.is_ascii_digit()) && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+}
+
+fn py_str(s: &str) -> String {
+    format!("{:?}", s)
+}
+
+fn py_list(items: &[String]) -> String {
+    format!("[{}]", items.iter().map(|s| py_str(s)).collect::<Vec<_>>().join(", "))
+}
+
+fn entry_source(module: &str, attr: &str, preload: &[String], layout: &Layout) -> String {
     let mut src = String::from("# Generated by `wsgi-wasm build`: the component's entry module.\n");
-    src.push_str("import wsgi_wasm.preload  # noqa: F401\n");
+    src.push_str("import wsgi_wasm.preload as _preload  # the stdlib modules frameworks import lazily\n");
     for extra in preload {
         src.push_str(&format!("import {extra}  # noqa: F401  (--preload)\n"));
     }
@@ -118,8 +265,25 @@ fn entry_source(module: &str, attr: &str, preload: &[String]) -> String {
         None => (attr, ""),
     };
     src.push_str(&format!("import {module} as _module\n"));
-    src.push_str("from wsgi_wasm import export\n");
+    src.push_str("from wsgi_wasm import export, files as _files\n");
     src.push_str(&format!("_application = _module.{path}{call}\n"));
+    src.push_str("_preload.frameworks()\n");
+    let locales = match &layout.locales {
+        Some(list) => py_list(list),
+        None => "None".to_owned(),
+    };
+    src.push_str(&format!(
+        "_report = _files.snapshot(app_dirs={}, dep_dirs={}, locales={locales})\n",
+        py_list(&layout.app_mounts),
+        py_list(&layout.dep_mounts)
+    ));
+    src.push_str(&format!("with open({}, \"w\") as _f:\n", py_str(&layout.report)));
+    src.push_str("    _f.write(f\"files {_report['files']}\\nbytes {_report['bytes']}\\n\")\n");
+    src.push_str("    for _path, _size in _report['skipped_large']:\n");
+    src.push_str("        _f.write(f\"note left out {_path} ({_size} bytes): too large to bundle\\n\")\n");
+    src.push_str("    for _line in _preload.missing():\n");
+    src.push_str("        _f.write(f\"note not preloaded: {_line}\\n\")\n");
+    src.push_str("_preload.seal()\n");
     src.push_str("WitWorld = export(_application)\n");
     src
 }

@@ -1,0 +1,273 @@
+//! `-r requirements.txt`: the app's dependencies, installed for the sandbox's Python.
+//!
+//! The sandbox runs CPython 3.14 built for WASI, which can load no native code: only
+//! pure-Python distributions work. pip is asked for exactly those (wheels tagged
+//! `py3-none-any`, whatever the machine running the build is). A distribution that
+//! publishes only platform wheels and an sdist is built from its sdist with the C
+//! compiler disabled: packages whose extension is optional (MarkupSafe, PyYAML...)
+//! fall back to their pure-Python code; the others fail, and the build names them.
+//!
+//! Installed trees are cached under the cache directory, keyed by the requirements
+//! files' contents, so rebuilding an app does not reinstall its dependencies.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+/// The Python inside the component: what pip must pick distributions for.
+pub const TARGET_PYTHON: &str = "3.14";
+/// Distributions built from sdists in one install; past this, something is looping.
+const MAX_SDIST_BUILDS: usize = 32;
+/// Bumped when the layout or the pip options change, so old cache entries are not reused.
+const CACHE_FORMAT: &str = "wsgi-wasm deps v1";
+
+pub struct Installer<'a> {
+    /// The host Python that runs pip.
+    pub python: &'a Path,
+    /// `<cache>/deps`; None installs into `scratch` (thrown away after the build).
+    pub cache: Option<PathBuf>,
+    pub scratch: &'a Path,
+}
+
+impl Installer<'_> {
+    /// Installs the requirements; returns the site-packages-like directory.
+    pub fn install(&self, requirements: &[PathBuf]) -> Result<PathBuf> {
+        let mut key = Sha256::new();
+        key.update(CACHE_FORMAT);
+        key.update(TARGET_PYTHON);
+        for file in requirements {
+            let text = std::fs::read(file).with_context(|| format!("cannot read requirements file {}", file.display()))?;
+            key.update(&text);
+            key.update([0]);
+        }
+        let key: String = key.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let names = requirements.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+
+        let Some(cache) = &self.cache else {
+            let dir = self.scratch.join("deps");
+            eprintln!("Installing dependencies from {names} (pure-Python distributions for CPython {TARGET_PYTHON}/WASI)...");
+            self.install_into(requirements, &dir)?;
+            return Ok(dir.join("site-packages"));
+        };
+        let done = cache.join(&key);
+        if done.join("site-packages").is_dir() {
+            eprintln!("Dependencies from {names}: cached ({})", done.display());
+            return Ok(done.join("site-packages"));
+        }
+        std::fs::create_dir_all(cache).with_context(|| format!("cannot create the cache directory {}", cache.display()))?;
+        let partial = cache.join(format!("{key}.partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&partial);
+        eprintln!("Installing dependencies from {names} (pure-Python distributions for CPython {TARGET_PYTHON}/WASI)...");
+        let result = self.install_into(requirements, &partial);
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+        // Another build may have finished the same key meanwhile: either copy is good.
+        if std::fs::rename(&partial, &done).is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+            if !done.join("site-packages").is_dir() {
+                bail!("cannot move the installed dependencies into {}", done.display());
+            }
+        }
+        eprintln!("    cached in {}", done.display());
+        Ok(done.join("site-packages"))
+    }
+
+    fn install_into(&self, requirements: &[PathBuf], dir: &Path) -> Result<()> {
+        let started = Instant::now();
+        let site = dir.join("site-packages");
+        let wheels = dir.join("wheels");
+        std::fs::create_dir_all(&wheels)?;
+        let mut built = BTreeSet::new();
+        loop {
+            let _ = std::fs::remove_dir_all(&site);
+            let mut cmd = self.pip();
+            cmd.arg("install")
+                .arg("--target")
+                .arg(&site)
+                // Pure-Python wheels only: never a wheel with native code for the
+                // machine running the build, and no sdist built with its compiler.
+                .args(["--only-binary=:all:", "--platform", "any", "--implementation", "py", "--abi", "none"])
+                .args(["--python-version", TARGET_PYTHON])
+                .args(["--no-compile", "--no-warn-script-location", "--progress-bar", "off"])
+                .arg("--find-links")
+                .arg(&wheels);
+            for file in requirements {
+                cmd.arg("-r").arg(file);
+            }
+            let (ok, stderr) = run_showing_progress(cmd)?;
+            if ok {
+                break;
+            }
+            let Some(requirement) = missing_distribution(&stderr) else {
+                bail!("pip could not install the requirements:\n{}", stderr.trim_end());
+            };
+            let name = distribution_name(&requirement);
+            if !built.insert(name.to_lowercase()) || built.len() > MAX_SDIST_BUILDS {
+                bail!("pip could not install the requirements ({name} is still missing):\n{}", stderr.trim_end());
+            }
+            eprintln!("    {name}: no pure-Python wheel; building it from its sdist without a C compiler...");
+            self.build_pure_wheel(&requirement, &name, &wheels, dir)?;
+        }
+        eprintln!("    installed in {:.1}s", started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Builds `requirement` from its sdist with compilers disabled; succeeds only
+    /// if that gives a pure-Python wheel.
+    fn build_pure_wheel(&self, requirement: &str, name: &str, wheels: &Path, dir: &Path) -> Result<()> {
+        let out = dir.join("sdist-build");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut cmd = self.pip();
+        cmd.args(["wheel", "--no-deps", "--no-binary", ":all:", "--ignore-requires-python", "--progress-bar", "off"])
+            // A wheel cached by an earlier build on this machine may hold native code.
+            .arg("--no-cache-dir")
+            .arg("--wheel-dir")
+            .arg(&out)
+            .arg(requirement)
+            // setuptools (and most build backends) use these: a package whose
+            // extension is optional catches the failed compile and goes pure.
+            .env("CC", "false")
+            .env("CXX", "false")
+            .env("LDSHARED", "false")
+            .stdout(Stdio::piped());
+        let output = cmd.output().with_context(|| format!("cannot run {}", self.python.display()))?;
+        let native = || {
+            anyhow::anyhow!(
+                "{name} cannot run in the sandbox: it has native code (a C/Rust extension) and no \
+                 pure-Python wheel or fallback; the sandbox's CPython loads only Python code. \
+                 Remove it from the requirements or use a pure-Python alternative"
+            )
+        };
+        if !output.status.success() {
+            let log = String::from_utf8_lossy(&output.stderr);
+            if log.contains("No matching distribution") || log.contains("Could not find a version") {
+                bail!("{name}: no distribution found for {requirement}:\n{}", log.trim_end());
+            }
+            return Err(native());
+        }
+        let mut pure = None;
+        for entry in std::fs::read_dir(&out)? {
+            let path = entry?.path();
+            let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if file.ends_with(".whl") {
+                if !file.ends_with("-none-any.whl") {
+                    return Err(native());
+                }
+                pure = Some((path.clone(), file));
+            }
+        }
+        let Some((path, file)) = pure else { return Err(native()) };
+        std::fs::rename(&path, wheels.join(&file))?;
+        let _ = std::fs::remove_dir_all(&out);
+        eprintln!("    built {file}");
+        Ok(())
+    }
+
+    fn pip(&self) -> Command {
+        let mut cmd = Command::new(self.python);
+        cmd.args(["-m", "pip", "--disable-pip-version-check"]);
+        // pip as root warns about it at every run; the target is a private directory.
+        cmd.env("PIP_ROOT_USER_ACTION", "ignore");
+        cmd
+    }
+}
+
+/// Runs pip, echoing the lines that show progress ("Collecting flask", ...), and
+/// returns whether it succeeded and its stderr.
+fn run_showing_progress(mut cmd: Command) -> Result<(bool, String)> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot run pip (is `python3 -m pip` available? see --python)")?;
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if line.starts_with("Collecting") || line.starts_with("Successfully installed") {
+            eprintln!("    {}", line.trim_end());
+        }
+    }
+    let status = child.wait()?;
+    let stderr = errors.join().unwrap_or_default();
+    Ok((status.success(), stderr))
+}
+
+/// "ERROR: No matching distribution found for MarkupSafe>=2.0" -> "MarkupSafe>=2.0".
+fn missing_distribution(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("No matching distribution found for ").map(|(_, r)| r.trim().to_owned()))
+        .filter(|r| !r.is_empty())
+}
+
+/// "MarkupSafe>=2.0; python_version>'3'" -> "MarkupSafe".
+fn distribution_name(requirement: &str) -> String {
+    let end = requirement.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')).unwrap_or(requirement.len());
+    requirement[..end].to_owned()
+}
+
+/// The Python that runs pip: --python, or the one next to componentize-py (the
+/// environment it was installed into has pip), or python3 on PATH.
+pub fn find_python(explicit: Option<&Path>, componentize_py: &Path) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_owned();
+    }
+    if let Some(bin) = componentize_py.parent() {
+        let beside = bin.join("python3");
+        if beside.is_file() {
+            return beside;
+        }
+    }
+    PathBuf::from("python3")
+}
+
+/// `--venv DIR`: its site-packages (DIR/lib/pythonX.Y/site-packages).
+pub fn venv_site_packages(venv: &Path) -> Result<PathBuf> {
+    let lib = venv.join("lib");
+    let entries = std::fs::read_dir(&lib).with_context(|| format!("--venv {}: no lib/ directory; is it a virtualenv?", venv.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages"))
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    match found.len() {
+        0 => bail!("--venv {}: no lib/python*/site-packages directory", venv.display()),
+        1 => Ok(found.remove(0)),
+        _ => bail!(
+            "--venv {}: several site-packages directories ({}); pass the one to use with --site-packages",
+            venv.display(),
+            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_distribution_pip_could_not_find() {
+        let stderr = "ERROR: Could not find a version that satisfies the requirement MarkupSafe>=2.0 (from jinja2) (from versions: none)\nERROR: No matching distribution found for MarkupSafe>=2.0\n";
+        assert_eq!(missing_distribution(stderr).as_deref(), Some("MarkupSafe>=2.0"));
+        assert_eq!(missing_distribution("ERROR: something else"), None);
+    }
+
+    #[test]
+    fn distribution_names_drop_versions_extras_and_markers() {
+        assert_eq!(distribution_name("MarkupSafe>=2.0"), "MarkupSafe");
+        assert_eq!(distribution_name("zope.interface[test]>=5; python_version>'3'"), "zope.interface");
+        assert_eq!(distribution_name("ujson"), "ujson");
+    }
+}
