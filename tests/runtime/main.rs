@@ -50,7 +50,7 @@ async fn call(app: &App, env: Vec<(String, String)>, body: &[u8]) -> (u16, Vec<u
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_component_answers_in_process() {
-    let engine = engine::new_engine().unwrap();
+    let engine = engine::new_engine(engine::EngineSettings { max_instances: 4, max_memory: 256 << 20 }).unwrap();
     let cache = support::components::aot_cache_dir();
     let (app, _) = App::load(&engine, &support::components::demo(), config(), Some(&cache)).unwrap();
     let (status, body, outcome) = call(&app, environ("GET", "/xyz", "abc"), b"").await;
@@ -64,7 +64,7 @@ async fn demo_component_answers_in_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pooled_instance_serves_many_calls_and_reads_bodies() {
-    let engine = engine::new_engine().unwrap();
+    let engine = engine::new_engine(engine::EngineSettings { max_instances: 4, max_memory: 256 << 20 }).unwrap();
     let cache = support::components::aot_cache_dir();
     let (app, _) = App::load(&engine, &support::components::python_fixtures(), config(), Some(&cache)).unwrap();
     for i in 0..20 {
@@ -77,7 +77,7 @@ async fn pooled_instance_serves_many_calls_and_reads_bodies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_fixture_is_an_ordinary_404() {
-    let engine = engine::new_engine().unwrap();
+    let engine = engine::new_engine(engine::EngineSettings { max_instances: 4, max_memory: 256 << 20 }).unwrap();
     let (app, _) = App::load(&engine, &support::components::python_fixtures(), config(), Some(&support::components::aot_cache_dir())).unwrap();
     let (status, body, _) = call(&app, environ("GET", "/nope", ""), b"").await;
     assert_eq!(status, 404);

@@ -11,7 +11,8 @@ use wsgi_wasm::environ::ServerInfo;
 use wsgi_wasm::http::{Limits, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
-use wsgi_wasm::runtime::{App, AppConfig, Isolation, engine};
+use wsgi_wasm::runtime::engine::{self, EngineSettings};
+use wsgi_wasm::runtime::{App, AppConfig, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
 /// Serve a WSGI application component over HTTP.
@@ -102,12 +103,19 @@ impl ServeCommand {
     }
 
     async fn run(self) -> Result<()> {
-        let engine = engine::new_engine().context("cannot set up the WebAssembly engine")?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let max_instances = self.instances.unwrap_or(2 * cores).max(1);
+        let max_memory = usize::try_from(self.max_memory).context("--max-memory is too large")?;
+        let engine = engine::new_engine(EngineSettings {
+            // Room for every serving instance plus one being replaced.
+            max_instances: u32::try_from(max_instances + 1).context("--instances is too large")?,
+            max_memory,
+        })
+        .context("cannot set up the WebAssembly engine")?;
         let config = AppConfig {
             isolation: self.isolation,
-            max_memory: usize::try_from(self.max_memory).context("--max-memory is too large")?,
-            max_instances: self.instances.unwrap_or(2 * cores).max(1),
+            max_memory,
+            max_instances,
             max_queue: self.queue,
             cpu_timeout: self.cpu_timeout,
             max_requests_per_instance: self.max_requests.max(1),

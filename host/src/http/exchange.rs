@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::header::{HeaderValue, SERVER};
+use hyper::body::Body;
 use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,6 +28,8 @@ pub enum Outcome {
     AppError(String),
     /// The guest trapped or broke a limit; its instance is discarded.
     Trap(String),
+    /// The guest used up its CPU time; its instance is discarded.
+    CpuTimeout(String),
     /// The host refused to run the call (e.g. overloaded).
     Refused(StatusCode, &'static str),
 }
@@ -96,7 +99,7 @@ impl Exchange {
     }
 
     /// A body chunk. The first non-empty one sends the headers.
-    pub async fn write(&mut self, data: Vec<u8>) -> Result<(), String> {
+    pub async fn write(&mut self, data: Bytes) -> Result<(), String> {
         if data.is_empty() {
             return match &self.state {
                 State::Open { pending: None, .. } => Err(NOT_STARTED.into()),
@@ -106,12 +109,28 @@ impl Exchange {
         if let State::Open { .. } = self.state {
             self.commit_streaming()?;
         }
-        self.send(Bytes::from(data)).await
+        self.send(data).await
+    }
+
+    /// The app is about to send a body of exactly `len` bytes in pieces (a large
+    /// one-item body): announce it as the Content-Length unless the app set one.
+    pub fn declare_length(&mut self, len: u64) -> Result<(), String> {
+        match &mut self.state {
+            State::Open { pending: Some(head), .. } => {
+                if head.content_length.is_none() && head.allows_body() {
+                    head.content_length = Some(len);
+                    head.headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                Ok(())
+            }
+            State::Open { pending: None, .. } => Err(NOT_STARTED.into()),
+            _ => Ok(()),
+        }
     }
 
     /// The complete body in one piece (a one-item iterable): lets the host send a
     /// Content-Length instead of chunked encoding, as wsgiref does.
-    pub async fn write_body(&mut self, data: Vec<u8>) -> Result<(), String> {
+    pub async fn write_body(&mut self, data: Bytes) -> Result<(), String> {
         let State::Open { pending, .. } = &mut self.state else {
             return self.write(data).await;
         };
@@ -140,8 +159,8 @@ impl Exchange {
         Ok(())
     }
 
-    pub async fn read(&mut self, max: u32) -> Result<Vec<u8>, ReadError> {
-        self.body.read(max as usize).await.map(|b| b.to_vec())
+    pub async fn read(&mut self, max: u32) -> Result<Bytes, ReadError> {
+        self.body.read(max as usize).await
     }
 
     /// Ends the exchange after the guest call; returns what the access log needs.
@@ -161,10 +180,13 @@ impl Exchange {
             (State::Open { reply, .. }, outcome) => {
                 let (status, message) = match outcome {
                     Outcome::Refused(status, message) => (*status, *message),
+                    Outcome::CpuTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, CPU_TIMEOUT_BODY),
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR_BODY),
                 };
                 self.status = status;
-                let _ = reply.send(error_response(status, message));
+                let response = error_response(status, message);
+                self.body_bytes = response.body().size_hint().exact().unwrap_or(0);
+                let _ = reply.send(response);
             }
             (State::Streaming { tx, remaining }, Outcome::Completed) => {
                 self.state = State::Streaming { tx, remaining };
@@ -245,6 +267,7 @@ impl Exchange {
 
 const NOT_STARTED: &str = "write() called before start_response()";
 const INTERNAL_ERROR_BODY: &str = "The application failed; the server log has the details.";
+const CPU_TIMEOUT_BODY: &str = "The application ran out of CPU time for this request.";
 
 pub fn build_response(head: ResponseHead, body: ResponseBody) -> Response<ResponseBody> {
     let mut response = Response::new(body);

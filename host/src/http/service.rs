@@ -135,6 +135,7 @@ impl Shared {
             match &outcome {
                 Outcome::AppError(message) => log::app(this.server.app.name(), "error", message),
                 Outcome::Trap(message) => log::app(this.server.app.name(), "trap", message),
+                Outcome::CpuTimeout(message) => log::app(this.server.app.name(), "cpu-timeout", message),
                 _ => {}
             }
             let summary = exchange.finish(&outcome).await;

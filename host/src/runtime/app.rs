@@ -142,10 +142,13 @@ impl App {
         let outcome = match result {
             Ok(Ok(())) => Outcome::Completed,
             Ok(Err(message)) => Outcome::AppError(message),
-            Err(trap) => Outcome::Trap(describe_trap(&trap, self.config.cpu_timeout)),
+            Err(trap) if matches!(trap.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+                Outcome::CpuTimeout(format!("stopped after using its {:?} of CPU time", self.config.cpu_timeout))
+            }
+            Err(trap) => Outcome::Trap(describe_trap(&trap)),
         };
         let keep = self.config.isolation == Isolation::Pooled
-            && !matches!(outcome, Outcome::Trap(_))
+            && !matches!(outcome, Outcome::Trap(_) | Outcome::CpuTimeout(_))
             && instance.served < self.config.max_requests_per_instance;
         if keep {
             self.idle.lock().unwrap().push(instance);
@@ -165,7 +168,9 @@ impl App {
             if state.cpu_ticks > budget {
                 return Err(Trap::Interrupt.into());
             }
-            Ok(UpdateDeadline::Yield(1))
+            // tokio's yield_now puts the task at the back of the run queue; a
+            // plain self-wake could be polled again at once, before other requests.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         store.set_epoch_deadline(1);
         let bindings = self.pre.instantiate_async(&mut store).await?;
@@ -176,7 +181,7 @@ impl App {
 fn link(engine: &Engine, component: &Component) -> Result<WsgiAppPre<GuestState>> {
     let mut linker = Linker::<GuestState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    WsgiApp::add_to_linker::<_, wasmtime::component::HasSelf<GuestState>>(&mut linker, |state| state)?;
+    super::imports::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(component)?;
     Ok(WsgiAppPre::new(pre)?)
 }
@@ -197,9 +202,8 @@ fn check_is_component(path: &Path, wasm: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn describe_trap(error: &wasmtime::Error, cpu_timeout: Duration) -> String {
+fn describe_trap(error: &wasmtime::Error) -> String {
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => format!("stopped after using its {cpu_timeout:?} CPU time limit"),
         Some(trap) => format!("trapped: {trap}"),
         None => format!("failed: {error:#}"),
     }

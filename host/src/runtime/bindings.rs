@@ -3,10 +3,8 @@
 wasmtime::component::bindgen!({
     path: "../guest-sdk/wit",
     world: "wsgi-app",
-    // Every import may wait (on the client or the request body), and a host fault
-    // in one must trap the guest rather than be reported as an app error.
+    // The `server` imports are registered by hand (imports.rs) to read guest
+    // memory lazily; these bindings serve the `call` export.
     imports: { default: async | trappable },
     exports: { default: async },
 });
-
-pub use self::wsgi_wasm::wsgi::server;

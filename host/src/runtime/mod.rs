@@ -5,6 +5,7 @@ pub mod app;
 pub mod bindings;
 pub mod cache;
 pub mod engine;
+pub mod imports;
 pub mod state;
 
 pub use app::{App, AppConfig, Isolation};

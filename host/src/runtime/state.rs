@@ -11,7 +11,6 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::server;
 use crate::http::exchange::Exchange;
 use crate::log;
 
@@ -42,42 +41,14 @@ impl GuestState {
         }
     }
 
-    fn exchange(&mut self) -> wasmtime::Result<&mut Exchange> {
-        self.exchange.as_mut().ok_or_else(|| wasmtime::format_err!("server import called outside a request"))
+    pub fn app_name(&self) -> &str {
+        &self.app
     }
 }
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl server::Host for GuestState {
-    async fn start_response(
-        &mut self,
-        status: String,
-        headers: Vec<(String, String)>,
-        replace: bool,
-    ) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.exchange()?.start_response(&status, &headers, replace))
-    }
-
-    async fn write(&mut self, data: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.exchange()?.write(data).await)
-    }
-
-    async fn write_body(&mut self, data: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.exchange()?.write_body(data).await)
-    }
-
-    async fn read(&mut self, max: u32) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        Ok(self.exchange()?.read(max).await.map_err(|e| e.to_string()))
-    }
-
-    async fn log(&mut self, message: String) -> wasmtime::Result<()> {
-        log::app(&self.app, "wsgi.errors", message);
-        Ok(())
     }
 }
 

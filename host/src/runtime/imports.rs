@@ -1,0 +1,137 @@
+//! The `server` interface of guest-sdk/wit/wsgi.wit, served to guests.
+//!
+//! Registered by hand rather than through bindgen's `Host` trait so that lists and
+//! strings are read lazily out of guest memory (`WasmList`, `WasmStr`): a guest can
+//! pass a 200 MiB body or a million headers, and the host copies at most a bounded
+//! piece at a time, or refuses by length before copying anything. Host memory per
+//! request stays flat whatever the guest does. The signatures here are checked
+//! against the component's imports when it is linked.
+
+use anyhow::Result;
+use bytes::Bytes;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, WasmList, WasmStr};
+
+use super::state::GuestState;
+use crate::http::exchange::Exchange;
+use crate::log;
+use crate::response::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS};
+
+/// The interface's name as the component imports it.
+pub const SERVER_INTERFACE: &str = "wsgi-wasm:wsgi/server@0.1.0";
+
+/// Most body bytes copied out of guest memory at once. Each piece waits for room
+/// in the response stream, so a huge write costs the host a few pieces, not its size.
+pub const MAX_WRITE_PIECE: usize = 256 * 1024;
+
+type Answer = (Result<(), String>,);
+
+pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
+    let mut server = linker.instance(SERVER_INTERFACE)?;
+
+    server.func_wrap_async(
+        "start-response",
+        |mut store: StoreContextMut<'_, GuestState>,
+         (status, headers, replace): (WasmStr, WasmList<(WasmStr, WasmStr)>, bool)| {
+            Box::new(async move {
+                let head = match lift_head(&mut store, &status, &headers) {
+                    Ok(head) => head,
+                    Err(message) => return Ok((Err(message),)),
+                };
+                Ok((exchange(&mut store)?.start_response(&head.0, &head.1, replace),))
+            })
+        },
+    )?;
+
+    server.func_wrap_async("write", |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmList<u8>,)| {
+        Box::new(async move { write_pieces(&mut store, &data).await })
+    })?;
+
+    server.func_wrap_async("write-body", |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmList<u8>,)| {
+        Box::new(async move {
+            if data.len() <= MAX_WRITE_PIECE {
+                let body = Bytes::copy_from_slice(data.as_le_slice(&store));
+                return Ok((exchange(&mut store)?.write_body(body).await,));
+            }
+            // Too big to copy at once: declare its length, then stream it.
+            if let Err(message) = exchange(&mut store)?.declare_length(data.len() as u64) {
+                return Ok((Err(message),));
+            }
+            write_pieces(&mut store, &data).await
+        })
+    })?;
+
+    server.func_wrap_async("read", |mut store: StoreContextMut<'_, GuestState>, (max,): (u32,)| {
+        Box::new(async move {
+            let result = exchange(&mut store)?.read(max).await;
+            Ok((result.map(|bytes| bytes.to_vec()).map_err(|e| e.to_string()),))
+        })
+    })?;
+
+    server.func_wrap_async("log", |store: StoreContextMut<'_, GuestState>, (message,): (WasmStr,)| {
+        Box::new(async move {
+            let text = message.to_str(&store)?;
+            // Only the part the log keeps is copied.
+            let mut end = text.len().min(log::MAX_LOG_LINE);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            log::app(store.data().app_name(), "wsgi.errors", &text[..end]);
+            Ok(())
+        })
+    })?;
+    Ok(())
+}
+
+/// The exchange the guest's request belongs to. Calling an import outside a
+/// request is a host fault (it cannot happen through the SDKs), so it traps.
+fn exchange<'a>(store: &'a mut StoreContextMut<'_, GuestState>) -> wasmtime::Result<&'a mut Exchange> {
+    store.data_mut().exchange.as_mut().ok_or_else(|| wasmtime::format_err!("server import called outside a request"))
+}
+
+async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmList<u8>) -> wasmtime::Result<Answer> {
+    let len = data.len();
+    if len == 0 {
+        return Ok((exchange(store)?.write(Bytes::new()).await,));
+    }
+    let mut offset = 0;
+    while offset < len {
+        let end = len.min(offset + MAX_WRITE_PIECE);
+        let piece = Bytes::copy_from_slice(&data.as_le_slice(&*store)[offset..end]);
+        if let Err(message) = exchange(store)?.write(piece).await {
+            return Ok((Err(message),));
+        }
+        offset = end;
+    }
+    Ok((Ok(()),))
+}
+
+/// Status and headers, copied only after their count and total size are known to
+/// be within the limits.
+fn lift_head(
+    store: &mut StoreContextMut<'_, GuestState>,
+    status: &WasmStr,
+    headers: &WasmList<(WasmStr, WasmStr)>,
+) -> Result<(String, Vec<(String, String)>), String> {
+    if headers.len() > MAX_RESPONSE_HEADERS {
+        return Err(format!("too many response headers ({}; at most {MAX_RESPONSE_HEADERS})", headers.len()));
+    }
+    let bad = |e: wasmtime::Error| format!("malformed start_response arguments: {e}");
+    let status = status.to_str(&*store).map_err(bad)?;
+    let mut size = status.len();
+    if size > MAX_RESPONSE_HEAD_BYTES {
+        return Err(format!("response status is over {MAX_RESPONSE_HEAD_BYTES} bytes"));
+    }
+    let status = status.into_owned();
+    let mut lifted = Vec::with_capacity(headers.len());
+    for i in 0..headers.len() {
+        let (name, value) = headers.get(&mut *store, i).expect("index within len").map_err(bad)?;
+        let (name, value) = (name.to_str(&*store).map_err(bad)?, value.to_str(&*store).map_err(bad)?);
+        size += name.len() + value.len() + 4;
+        if size > MAX_RESPONSE_HEAD_BYTES {
+            return Err(format!("response head is over {MAX_RESPONSE_HEAD_BYTES} bytes"));
+        }
+        lifted.push((name.into_owned(), value.into_owned()));
+    }
+    Ok((status, lifted))
+}
