@@ -119,3 +119,61 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<
     }
     out
 }
+
+/// Fires requests from Python threads over keep-alive connections and counts
+/// status codes per path: `{"/path": {"200": n, ...}}`. Each `(path, count)` job runs
+/// on `connections` connections at once; all jobs run concurrently.
+pub fn load(addr: SocketAddr, jobs: &[(&str, usize)], connections: usize) -> serde_json::Value {
+    let script = r#"
+import http.client, json, sys, threading, collections
+host, port, conns, jobs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+counts = collections.defaultdict(collections.Counter)
+lock = threading.Lock()
+def worker(path, n):
+    conn = None
+    for _ in range(n):
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            key = str(r.status)
+            if r.getheader("connection", "").lower() == "close":
+                conn.close(); conn = None
+        except Exception as e:
+            key = "error: " + type(e).__name__
+            conn = None
+        with lock:
+            counts[path][key] += 1
+threads = []
+for path, total in jobs:
+    per = [total // conns + (1 if i < total % conns else 0) for i in range(conns)]
+    threads += [threading.Thread(target=worker, args=(path, n)) for n in per if n]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(counts))
+"#;
+    let jobs_json = serde_json::to_string(&jobs.iter().map(|(p, n)| (p.to_string(), *n)).collect::<Vec<_>>()).unwrap();
+    let output = Command::new("python3")
+        .args(["-c", script, &addr.ip().to_string(), &addr.port().to_string(), &connections.to_string(), &jobs_json])
+        .output()
+        .expect("running python3");
+    assert!(output.status.success(), "load script failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Resident memory of a process, now and at its peak, in MiB (from /proc).
+pub fn rss_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .unwrap()
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

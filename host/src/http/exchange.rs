@@ -63,6 +63,9 @@ pub struct Exchange {
     status: StatusCode,
     body_bytes: u64,
     aborted: bool,
+    /// Why reading the request body failed, if it did: the client's fault, which
+    /// the error response should say rather than blame the app.
+    read_failure: Option<ReadError>,
 }
 
 impl Exchange {
@@ -76,6 +79,7 @@ impl Exchange {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             body_bytes: 0,
             aborted: false,
+            read_failure: None,
         };
         (exchange, rx)
     }
@@ -160,7 +164,11 @@ impl Exchange {
     }
 
     pub async fn read(&mut self, max: u32) -> Result<Bytes, ReadError> {
-        self.body.read(max as usize).await
+        let result = self.body.read(max as usize).await;
+        if let Err(e) = &result {
+            self.read_failure = Some(e.clone());
+        }
+        result
     }
 
     /// Ends the exchange after the guest call; returns what the access log needs.
@@ -178,9 +186,12 @@ impl Exchange {
                 }
             }
             (State::Open { reply, .. }, outcome) => {
-                let (status, message) = match outcome {
-                    Outcome::Refused(status, message) => (*status, *message),
-                    Outcome::CpuTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, CPU_TIMEOUT_BODY),
+                let (status, message) = match (outcome, &self.read_failure) {
+                    (Outcome::Refused(status, message), _) => (*status, *message),
+                    (Outcome::CpuTimeout(_), _) => (StatusCode::GATEWAY_TIMEOUT, CPU_TIMEOUT_BODY),
+                    // The app failed because the client's body did: say so.
+                    (_, Some(ReadError::TimedOut(_))) => (StatusCode::REQUEST_TIMEOUT, BODY_TIMEOUT_BODY),
+                    (_, Some(ReadError::TooLarge(_))) => (StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE_BODY),
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR_BODY),
                 };
                 self.status = status;
@@ -268,6 +279,8 @@ impl Exchange {
 const NOT_STARTED: &str = "write() called before start_response()";
 const INTERNAL_ERROR_BODY: &str = "The application failed; the server log has the details.";
 const CPU_TIMEOUT_BODY: &str = "The application ran out of CPU time for this request.";
+const BODY_TIMEOUT_BODY: &str = "The request body did not arrive in time.";
+const BODY_TOO_LARGE_BODY: &str = "The request body is larger than this server accepts.";
 
 pub fn build_response(head: ResponseHead, body: ResponseBody) -> Response<ResponseBody> {
     let mut response = Response::new(body);

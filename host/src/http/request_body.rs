@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 /// host buffer a huge body at once.
 pub const MAX_READ_CHUNK: usize = 1024 * 1024;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ReadError {
     #[error("request body exceeds the {0}-byte limit")]
     TooLarge(u64),

@@ -24,7 +24,7 @@ pub const TARGET_PYTHON: &str = "3.14";
 /// Distributions built from sdists in one install; past this, something is looping.
 const MAX_SDIST_BUILDS: usize = 32;
 /// Bumped when the layout or the pip options change, so old cache entries are not reused.
-const CACHE_FORMAT: &str = "wsgi-wasm deps v1";
+const CACHE_FORMAT: &str = "wsgi-wasm deps v2";
 
 pub struct Installer<'a> {
     /// The host Python that runs pip.
@@ -87,7 +87,7 @@ impl Installer<'_> {
         let mut built = BTreeSet::new();
         loop {
             let _ = std::fs::remove_dir_all(&site);
-            let mut cmd = self.pip();
+            let mut cmd = self.pip_for_target();
             cmd.arg("install")
                 .arg("--target")
                 .arg(&site)
@@ -136,6 +136,8 @@ impl Installer<'_> {
             .env("CC", "false")
             .env("CXX", "false")
             .env("LDSHARED", "false")
+            // The zope.* packages' own switch for skipping their C optimisations.
+            .env("PURE_PYTHON", "1")
             .stdout(Stdio::piped());
         let output = cmd.output().with_context(|| format!("cannot run {}", self.python.display()))?;
         let native = || {
@@ -152,22 +154,40 @@ impl Installer<'_> {
             }
             return Err(native());
         }
-        let mut pure = None;
-        for entry in std::fs::read_dir(&out)? {
-            let path = entry?.path();
-            let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            if file.ends_with(".whl") {
-                if !file.ends_with("-none-any.whl") {
-                    return Err(native());
-                }
-                pure = Some((path.clone(), file));
-            }
+        let Some(wheel) = std::fs::read_dir(&out)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        else {
+            return Err(native());
+        };
+        // A package whose optional extension failed to compile still gets a wheel
+        // tagged for this machine (setuptools tags by what it meant to build). If it
+        // holds no native code it is pure in fact: retag it py3-none-any.
+        let retag = Command::new(self.python)
+            .arg("-c")
+            .arg(RETAG_PY)
+            .arg(&wheel)
+            .arg(wheels)
+            .output()
+            .with_context(|| format!("cannot run {}", self.python.display()))?;
+        match retag.status.code() {
+            Some(0) => {}
+            Some(3) => return Err(native()),
+            _ => bail!("cannot inspect the wheel built for {name}: {}", String::from_utf8_lossy(&retag.stderr).trim_end()),
         }
-        let Some((path, file)) = pure else { return Err(native()) };
-        std::fs::rename(&path, wheels.join(&file))?;
         let _ = std::fs::remove_dir_all(&out);
-        eprintln!("    built {file}");
+        eprintln!("    built {}", String::from_utf8_lossy(&retag.stdout).trim());
         Ok(())
+    }
+
+    /// pip evaluating environment markers (`legacy-cgi; python_version >= "3.13"`)
+    /// for the sandbox's Python rather than for the one running it: pip itself uses
+    /// the running interpreter's values even with --python-version.
+    fn pip_for_target(&self) -> Command {
+        let mut cmd = Command::new(self.python);
+        cmd.arg("-c").arg(PIP_FOR_TARGET_PY).arg("--disable-pip-version-check");
+        cmd.env("PIP_ROOT_USER_ACTION", "ignore");
+        cmd
     }
 
     fn pip(&self) -> Command {
@@ -178,6 +198,59 @@ impl Installer<'_> {
         cmd
     }
 }
+
+/// Runs pip with the PEP 508 marker environment of CPython 3.14 on WASI.
+const PIP_FOR_TARGET_PY: &str = r#"
+import sys
+try:
+    from pip._vendor.packaging import markers
+    _default = markers.default_environment
+    def default_environment():
+        env = _default()
+        env.update(
+            python_version="3.14", python_full_version="3.14.0", implementation_name="cpython",
+            implementation_version="3.14.0", platform_python_implementation="CPython",
+            sys_platform="wasi", platform_system="WASI", platform_machine="wasm32", os_name="posix",
+            platform_release="", platform_version="",
+        )
+        return env
+    markers.default_environment = default_environment
+except Exception as e:
+    print(f"warning: environment markers are evaluated for this machine's Python ({e})", file=sys.stderr)
+from pip._internal.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"#;
+
+/// Copies a built wheel into the wheel directory as a py3-none-any wheel, or exits
+/// with 3 if it contains native code. Prints the new file name.
+const RETAG_PY: &str = r#"
+import base64, hashlib, os, sys, zipfile
+src, dest_dir = sys.argv[1], sys.argv[2]
+NATIVE = (".so", ".pyd", ".dylib", ".dll")
+with zipfile.ZipFile(src) as z:
+    names = z.namelist()
+    if any(n.endswith(NATIVE) or ".so." in n for n in names):
+        sys.exit(3)
+    dist, version = os.path.basename(src).split("-")[:2]
+    info = f"{dist}-{version}.dist-info/"
+    out_name = f"{dist}-{version}-py3-none-any.whl"
+    records = []
+    with zipfile.ZipFile(os.path.join(dest_dir, out_name), "w", zipfile.ZIP_DEFLATED) as out:
+        for n in names:
+            if n == info + "RECORD":
+                continue
+            data = z.read(n)
+            target = n.replace(f"{dist}-{version}.data/platlib/", "").replace(f"{dist}-{version}.data/purelib/", "")
+            if n == info + "WHEEL":
+                lines = [l for l in data.decode().splitlines() if not l.startswith(("Tag:", "Root-Is-Purelib:"))]
+                data = ("\n".join(lines + ["Root-Is-Purelib: true", "Tag: py3-none-any"]) + "\n").encode()
+            out.writestr(target, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            records.append(f"{target},sha256={digest},{len(data)}")
+        records.append(info + "RECORD,,")
+        out.writestr(info + "RECORD", "\n".join(records) + "\n")
+print(out_name)
+"#;
 
 /// Runs pip, echoing the lines that show progress ("Collecting flask", ...), and
 /// returns whether it succeeded and its stderr.

@@ -1,0 +1,88 @@
+//! Isolation: what one request, one instance or one hostile app can and cannot
+//! reach (other requests, later requests, the host).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::client::{curl, load};
+use crate::support::components::{python_fixtures, rust_fixtures};
+use crate::support::server::Server;
+
+fn counter_values(server: &Server, n: usize) -> Vec<String> {
+    (0..n).map(|_| curl(&[&server.url("/global_counter")]).text()).collect()
+}
+
+#[test]
+fn request_isolation_forgets_module_globals_between_requests() {
+    let server = Server::start(&python_fixtures(), &["--isolation", "request"]);
+    assert_eq!(counter_values(&server, 4), ["1", "1", "1", "1"]);
+    let env: Value = serde_json::from_slice(&curl(&[&server.url("/environ")]).body).unwrap();
+    assert_eq!(env["wsgi.run_once"]["value"], true);
+}
+
+#[test]
+fn pooled_isolation_keeps_module_globals_like_a_worker_process() {
+    let server = Server::start(&python_fixtures(), &["--isolation", "pooled", "--instances", "1"]);
+    assert_eq!(counter_values(&server, 4), ["1", "2", "3", "4"]);
+}
+
+#[test]
+fn pooled_instances_are_recycled_after_max_requests() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1", "--max-requests", "3"]);
+    assert_eq!(counter_values(&server, 7), ["1", "2", "3", "1", "2", "3", "1"]);
+}
+
+#[test]
+fn sandbox_grants_no_files_no_environment_and_no_sockets() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let report: Value = serde_json::from_slice(&curl(&[&server.url("/sandbox_probe")]).body).unwrap();
+    let get = |k: &str| report[k].as_str().unwrap().to_owned();
+    assert!(get("open_etc_passwd").starts_with("denied: FileNotFoundError"), "{report}");
+    assert!(get("write_tmp").starts_with("denied: "), "{report}");
+    assert!(get("socket_connect").starts_with("denied: "), "{report}");
+    assert!(get("getenv_path").starts_with("denied: KeyError"), "{report}");
+    assert_eq!(get("environ"), "ok: {}", "the app sees no environment variables");
+    // "/" holds only the app's own bundled modules, nothing of the host's.
+    let listing = get("list_root");
+    for host_dir in ["etc", "home", "root", "proc", "usr", "tmp", "work"] {
+        assert!(!listing.contains(&format!("'{host_dir}'")), "host directory visible: {listing}");
+    }
+}
+
+#[test]
+fn faults_fail_only_their_own_request_while_healthy_traffic_flows() {
+    let server = Server::start(&rust_fixtures(), &["--instances", "4"]);
+    let counts = load(server.addr, &[("/panic", 400), ("/trap", 400), ("/hello", 1000)], 4);
+    assert_eq!(counts["/panic"]["500"], 400, "{counts}");
+    assert_eq!(counts["/trap"]["500"], 400, "{counts}");
+    assert_eq!(counts["/hello"], serde_json::json!({"200": 1000}), "healthy requests failed: {counts}");
+    assert!(server.wait_for_log("[fixtures_rust] trap: trapped: wasm trap: wasm `unreachable` instruction executed", Duration::from_secs(5)));
+}
+
+#[test]
+fn python_exceptions_fail_only_their_own_request_while_healthy_traffic_flows() {
+    let server = Server::start(&python_fixtures(), &["--instances", "2"]);
+    let counts = load(server.addr, &[("/raise_error", 200), ("/hello", 400)], 4);
+    assert_eq!(counts["/raise_error"], serde_json::json!({"500": 200}), "{counts}");
+    assert_eq!(counts["/hello"], serde_json::json!({"200": 400}), "{counts}");
+    assert!(server.log().contains("error: RuntimeError: this fixture always fails"));
+}
+
+#[test]
+fn excess_requests_wait_in_a_bounded_queue_then_get_503() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1", "--queue", "1"]);
+    let url = server.url("/sleep?s=2");
+    let started = Instant::now();
+    let slow: Vec<_> = (0..2).map(|_| {
+        let url = url.clone();
+        std::thread::spawn(move || curl(&[&url]).status)
+    }).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // One running, one queued: a third is refused at once.
+    let refused = curl(&[&server.url("/hello")]);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(started.elapsed() < Duration::from_secs(2), "503 was not immediate");
+    let statuses: Vec<u16> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, [200, 200], "the queued request is served after the first");
+}

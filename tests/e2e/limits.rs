@@ -1,0 +1,208 @@
+//! Limits: memory, CPU, time, sizes. Each hostile fixture must get a clear status,
+//! the host must stay bounded, and the next request must be served.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::client::{curl, load, raw_exchange, rss_mib};
+use crate::support::components::{python_fixtures, rust_fixtures};
+use crate::support::server::Server;
+
+const MIB: u64 = 1;
+
+#[test]
+fn memory_bombs_get_500_and_host_memory_stays_bounded() {
+    let instances = 4;
+    let max_memory_mib = 128;
+    let server = Server::start(
+        &python_fixtures(),
+        &["--instances", &instances.to_string(), "--max-memory", &format!("{max_memory_mib}MiB")],
+    );
+    curl(&[&server.url("/hello")]);
+    let (baseline, _) = rss_mib(server.pid());
+    let counts = load(server.addr, &[("/memory_bomb?how=one", 8), ("/memory_bomb?how=many", 8)], instances);
+    assert_eq!(counts["/memory_bomb?how=one"], serde_json::json!({"500": 8}), "{counts}");
+    assert_eq!(counts["/memory_bomb?how=many"], serde_json::json!({"500": 8}), "{counts}");
+    assert!(server.log().contains("MemoryError"), "{}", server.log());
+    let (_, peak) = rss_mib(server.pid());
+    // Each bomb wants 1 GiB or more; the host may hold at most every instance at
+    // its limit on top of what it used before.
+    let bound = baseline + instances as u64 * max_memory_mib * MIB + 64;
+    assert!(peak <= bound, "peak RSS {peak} MiB over {bound} MiB (baseline {baseline} MiB)");
+    assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+}
+
+#[test]
+fn busy_loop_is_stopped_at_the_cpu_limit_with_504_and_the_app_recovers() {
+    for (component, path) in [(python_fixtures(), "/cpu_loop"), (rust_fixtures(), "/loop")] {
+        let server = Server::start(&component, &["--cpu-timeout", "1s", "--instances", "1"]);
+        let started = Instant::now();
+        let response = curl(&[&server.url(path)]);
+        let elapsed = started.elapsed();
+        assert_eq!(response.status, 504, "{}", response.text());
+        // The limit plus one 10 ms tick, and some slack for a loaded machine.
+        assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1500), "stopped after {elapsed:?}");
+        assert!(server.wait_for_log("cpu-timeout: stopped after using its 1s of CPU time", Duration::from_secs(5)));
+        let next = curl(&[&server.url("/hello")]);
+        assert_eq!(next.status, 200, "the same app serves the next request");
+    }
+}
+
+#[test]
+fn busy_guest_does_not_starve_other_requests() {
+    let server = Server::start(&rust_fixtures(), &["--cpu-timeout", "3s", "--instances", "4"]);
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url("/loop");
+            std::thread::spawn(move || curl(&[&url]).status)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+        worst = worst.max(started.elapsed());
+    }
+    // Spinning guests yield every 10 ms tick, so a small request waits a few ticks
+    // at most, not until the spinners are stopped (3 s).
+    assert!(worst < Duration::from_millis(500), "a request waited {worst:?} behind spinning guests");
+    for t in loops {
+        assert_eq!(t.join().unwrap(), 504);
+    }
+}
+
+#[test]
+fn slow_request_body_times_out_with_408_and_frees_the_instance() {
+    let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(b"POST /read_all HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nonly a few bytes").unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stalled.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed without a response");
+        response.extend_from_slice(&buf[..n]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&response));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The one instance is free again while the stalled client still holds its socket.
+    assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+}
+
+#[test]
+fn client_that_stops_reading_frees_the_instance_after_the_io_timeout() {
+    let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
+    let mut lazy = TcpStream::connect(server.addr).unwrap();
+    lazy.write_all(b"GET /big_write?mb=100 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    // Never read. The guest's write waits, then gives up after --io-timeout.
+    assert!(server.wait_for_log("\"GET /big_write?mb=100 HTTP/1.1\" 200", Duration::from_secs(10)), "{}", server.log());
+    assert!(server.log().contains("client did not read the response"), "{}", server.log());
+    let started = Instant::now();
+    assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(lazy);
+}
+
+#[test]
+fn declared_body_over_the_limit_gets_413_before_the_app_runs() {
+    let server = Server::start(&python_fixtures(), &["--max-body-size", "1KiB", "--instances", "1"]);
+    let body = vec![b'a'; 2048];
+    let response = crate::support::client::curl_with_stdin(&["--data-binary", "@-", &server.url("/close_counter?mode=ok")], Some(&body));
+    assert_eq!(response.status, 413);
+    let counts: serde_json::Value = serde_json::from_slice(&curl(&[&server.url("/close_counter/count")]).body).unwrap();
+    assert_eq!(counts["ok"], 0, "the app ran for a refused body");
+    // A chunked body has no declared size: it is cut off when it passes the limit.
+    let response = crate::support::client::curl_with_stdin(
+        &["--data-binary", "@-", "-H", "Transfer-Encoding: chunked", &server.url("/read_all")],
+        Some(&body),
+    );
+    assert_eq!(response.status, 413, "{}", response.text());
+}
+
+#[test]
+fn slow_request_head_is_cut_off_at_the_header_timeout() {
+    let server = Server::start(&python_fixtures(), &["--header-timeout", "1s"]);
+    let mut slowloris = TcpStream::connect(server.addr).unwrap();
+    slowloris.write_all(b"GET /hello HTTP/1.1\r\nHost: h\r\n").unwrap();
+    slowloris.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slowloris.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "closed after {waited:?}");
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_at_the_header_timeout() {
+    let server = Server::start(&python_fixtures(), &["--header-timeout", "1s"]);
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    idle.write_all(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(String::from_utf8_lossy(&buf).contains("Hello from the sandbox!"));
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "idle connection closed after {waited:?}");
+}
+
+#[test]
+fn a_million_response_headers_are_refused_without_host_memory_growth() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    curl(&[&server.url("/hello")]);
+    let (before, _) = rss_mib(server.pid());
+    let raw = raw_exchange(server.addr, b"GET /many_headers HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", Duration::from_secs(30));
+    assert!(raw.starts_with(b"HTTP/1.1 500 "), "{}", String::from_utf8_lossy(&raw[..raw.len().min(300)]));
+    assert!(!String::from_utf8_lossy(&raw).contains("SECRET"));
+    let (after, peak) = rss_mib(server.pid());
+    // The guest's list lives in its own memory (counted in RSS too); the host
+    // refuses it by length without copying: no host-side spike beyond that.
+    assert!(peak < before + 120, "RSS went from {before} to a peak of {peak} MiB (now {after})");
+}
+
+#[test]
+fn a_huge_single_write_streams_without_a_host_copy() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    curl(&[&server.url("/hello")]);
+    let (before, _) = rss_mib(server.pid());
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    // 100 MiB: componentize-py copies the bytes object into the call's argument,
+    // so a single write needs twice its size inside the 256 MiB guest.
+    stream.write_all(b"GET /big_write?mb=100 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        // A slow client: the host must hold only a few pieces while it waits.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(total > 100 << 20, "got {total} bytes");
+    let (_, peak) = rss_mib(server.pid());
+    // The guest's own buffer and the call's copy of it (2 x 100 MiB) are in its
+    // linear memory; a host-side copy would add another 100 MiB.
+    assert!(peak < before + 2 * 100 + 60, "RSS went from {before} MiB to a peak of {peak} MiB");
+}
+
+#[test]
+fn recursion_gives_500_and_never_takes_the_process_down() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    let plain = curl(&[&server.url("/recursion?how=plain")]);
+    assert_eq!(plain.status, 500);
+    assert!(server.wait_for_log("RecursionError", Duration::from_secs(5)));
+    let native = curl(&[&server.url("/recursion?how=unlimited")]);
+    assert_eq!(native.status, 500);
+    assert!(server.wait_for_log("trap: trapped: wasm trap: call stack exhausted", Duration::from_secs(5)), "{}", server.log());
+    let rust = Server::start(&rust_fixtures(), &[]);
+    assert_eq!(curl(&[&rust.url("/recurse")]).status, 500);
+    assert_eq!(curl(&[&rust.url("/recurse/native")]).status, 500);
+    assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+    assert_eq!(curl(&[&rust.url("/hello")]).status, 200);
+}

@@ -1,0 +1,37 @@
+//! Graceful shutdown: SIGTERM/SIGINT stop accepting, in-flight requests finish,
+//! the process exits 0.
+
+use std::time::{Duration, Instant};
+
+use crate::support::client::curl;
+use crate::support::components::python_fixtures;
+use crate::support::server::Server;
+
+fn shutdown_with(signal: &str) {
+    let server = Server::start(&python_fixtures(), &["--instances", "8", "--shutdown-grace", "10s"]);
+    let addr = server.addr;
+    let in_flight: Vec<_> = (0..20)
+        .map(|_| {
+            let url = server.url("/sleep?s=1");
+            std::thread::spawn(move || curl(&[&url]))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let code = server.signal_and_wait(signal, Duration::from_secs(15));
+    assert_eq!(code, Some(0), "exit status after {signal}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let ok = in_flight.into_iter().map(|t| t.join().unwrap()).filter(|r| r.status == 200 && r.text() == "slept\n").count();
+    assert_eq!(ok, 20, "requests lost at shutdown");
+    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after shutdown");
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_exits_0() {
+    shutdown_with("TERM");
+}
+
+#[test]
+fn sigint_finishes_in_flight_requests_and_exits_0() {
+    shutdown_with("INT");
+}
