@@ -1,0 +1,1 @@
+<p>Thanks, {{name}}! You like {{colour}}.</p>
