@@ -5,6 +5,7 @@
 mod support;
 
 mod environ;
+mod frameworks;
 mod http11;
 mod input;
 mod isolation;

@@ -2,6 +2,7 @@
 //! the real `wsgi-wasm` binary on port 0, and the HTTP clients that talk to it.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod apps;
 pub mod client;
 pub mod components;
 pub mod server;

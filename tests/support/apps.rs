@@ -1,0 +1,75 @@
+//! The framework example apps (apps/<framework>), built with `wsgi-wasm build -r
+//! requirements.txt` the way their READMEs say. Each is built once per change of
+//! its files; installed requirements are cached by content under the test cache.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::components::{aot_cache_dir, python_component, repo_root};
+
+pub fn flask() -> PathBuf {
+    framework("flask", "app:app", &[])
+}
+
+pub fn bottle() -> PathBuf {
+    framework("bottle", "app:app", &[])
+}
+
+pub fn falcon() -> PathBuf {
+    framework("falcon", "app:app", &[])
+}
+
+pub fn pyramid() -> PathBuf {
+    framework("pyramid", "app:app", &[])
+}
+
+pub fn django() -> PathBuf {
+    framework("django", "mysite.wsgi:application", &["--locales", "en"])
+}
+
+/// tests/fixtures/build/lazy_import, with `extra` build arguments (`--preload ...`).
+pub fn lazy_import(extra: &[&str]) -> PathBuf {
+    let dir = repo_root().join("tests/fixtures/build/lazy_import");
+    let name = if extra.is_empty() { "lazy-import".to_owned() } else { "lazy-import-preloaded".to_owned() };
+    python_component(&name, "app:app", &[&dir], extra)
+}
+
+/// Where `wsgi-wasm build --cache-dir` keeps installed requirements for the tests.
+pub fn build_cache_dir() -> PathBuf {
+    aot_cache_dir()
+}
+
+fn framework(name: &str, target: &str, extra: &[&str]) -> PathBuf {
+    let dir = repo_root().join("apps").join(name);
+    let requirements = dir.join("requirements.txt");
+    let cache = build_cache_dir();
+    let mut args = vec!["-r", requirements.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    // python_component keys on .py/.txt/.html files; templates (.tpl) and static
+    // files count too, so the whole tree's digest goes into the name.
+    let name = format!("{name}-{}", tree_digest(&dir));
+    python_component(&name, target, &[&dir], &args)
+}
+
+fn tree_digest(dir: &Path) -> String {
+    fn walk(hash: &mut Sha256, dir: &Path) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "__pycache__" || name.starts_with('.') || name.ends_with(".wasm") {
+                continue;
+            }
+            hash.update(name.as_bytes());
+            if path.is_dir() {
+                walk(hash, &path);
+            } else {
+                hash.update(std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut hash = Sha256::new();
+    walk(&mut hash, dir);
+    hash.finalize().iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
