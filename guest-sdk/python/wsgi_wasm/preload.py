@@ -78,12 +78,8 @@ STDLIB = [
     # HTTP bits frameworks reach for while answering.
     "http",
     "http.cookies",
-    "http.client",
-    "http.cookiejar",
     "urllib",
     "urllib.parse",
-    "urllib.request",
-    "urllib.error",
     "wsgiref",
     "wsgiref.util",
     "wsgiref.headers",
@@ -111,13 +107,9 @@ STDLIB = [
     "string",
     "textwrap",
     "unicodedata",
-    "difflib",
-    "pprint",
     "ipaddress",
-    "csv",
     "xml.etree.ElementTree",
     "xml.sax.saxutils",
-    "xml.dom.minidom",
     # Files, paths, temporary files (uploads spool to them), package data.
     "io",
     "tempfile",
@@ -137,7 +129,6 @@ STDLIB = [
     "linecache",
     "tokenize",
     "logging",
-    "logging.handlers",
     "warnings",
     "inspect",
     "dataclasses",
@@ -272,6 +263,57 @@ FRAMEWORKS = {
 }
 
 
+def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
+    """hashlib.pbkdf2_hmac in Python (RFC 8018), for a CPython built without
+    OpenSSL, whose hashlib lacks it. Same results; slower (Django's default
+    password hasher runs it for every login)."""
+    import hashlib
+    import hmac
+
+    if iterations < 1:
+        raise ValueError("iterations must be at least 1")
+    password = bytes(password)
+    salt = bytes(salt)
+    inner = hmac.new(password, None, hash_name)
+    outer_size = inner.digest_size
+    dklen = dklen or outer_size
+    if dklen < 1:
+        raise ValueError("dklen must be at least 1")
+    # The keyed inner/outer states, computed once and copied per round (as
+    # CPython's old pure-Python fallback did).
+    key = password if len(password) <= inner.block_size else hashlib.new(hash_name, password).digest()
+    key = key.ljust(inner.block_size, b"\0")
+    ipad = hashlib.new(hash_name, key.translate(bytes(x ^ 0x36 for x in range(256))))
+    opad = hashlib.new(hash_name, key.translate(bytes(x ^ 0x5C for x in range(256))))
+
+    def prf(data):
+        i = ipad.copy()
+        i.update(data)
+        o = opad.copy()
+        o.update(i.digest())
+        return o.digest()
+
+    blocks = []
+    block = 1
+    while len(blocks) * outer_size < dklen:
+        u = prf(salt + block.to_bytes(4, "big"))
+        acc = int.from_bytes(u, "big")
+        for _ in range(iterations - 1):
+            u = prf(u)
+            acc ^= int.from_bytes(u, "big")
+        blocks.append(acc.to_bytes(outer_size, "big"))
+        block += 1
+    return b"".join(blocks)[:dklen]
+
+
+def _compat():
+    """Fills stdlib gaps of CPython for WASI that have an exact pure-Python equivalent."""
+    import hashlib
+
+    if not hasattr(hashlib, "pbkdf2_hmac"):
+        hashlib.pbkdf2_hmac = _pbkdf2_hmac
+
+
 def _import_all(names, missing):
     for name in names:
         try:
@@ -284,6 +326,7 @@ _missing = []
 
 
 def stdlib():
+    _compat()
     _import_all(STDLIB, _missing)
     import mimetypes
 
@@ -292,32 +335,116 @@ def stdlib():
     mimetypes.init()
 
 
+# Whole package trees imported when the framework is in use: Django imports its
+# request-time machinery piecemeal (`from django.conf import urls` while answering a
+# 404, template tag libraries by name, views by dotted path).
+TREES = {
+    "django": [
+        "django.conf.urls",
+        "django.urls",
+        "django.views",
+        "django.template",
+        "django.templatetags",
+        "django.middleware",
+        "django.forms",
+        "django.http",
+        "django.core.handlers",
+        "django.core.files",
+        "django.core.serializers",
+        "django.core.cache.backends.locmem",
+        "django.core.signing",
+        "django.core.validators",
+        "django.utils",
+    ],
+}
+# Never walked into: test suites, commands, and modules needing what the sandbox
+# lacks (GIS needs GDAL; the debug toolbar-ish bits need a terminal).
+TREE_SKIP = (".tests", ".test", ".management", ".migrations", "django.contrib.gis", "django.utils.autoreload")
+
+
+def _import_tree(package, missing):
+    try:
+        module = importlib.import_module(package)
+    except Exception as e:  # noqa: BLE001
+        missing.append(f"{package}: {type(e).__name__}: {e}")
+        return
+    path = getattr(module, "__path__", None)
+    if path is None:
+        return
+    import pkgutil
+
+    for info in pkgutil.walk_packages(path, package + ".", onerror=lambda name: None):
+        if any(part in info.name for part in TREE_SKIP):
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001 - optional parts (a missing extra) stay out
+            pass
+
+
+def _tzdata():
+    """The IANA time zone database: the sandbox has no /usr/share/zoneinfo, so
+    zoneinfo (and Django with USE_TZ) needs the `tzdata` package. Its zones are
+    package data found by importing tzdata.zoneinfo.<Area>: import them all."""
+    import importlib.util
+
+    if importlib.util.find_spec("tzdata") is None:
+        return
+    _import_tree("tzdata", _missing)
+
+
 def frameworks():
     """Preloads the lazily imported parts of the frameworks the app imported."""
     loaded = {name.partition(".")[0] for name in list(sys.modules)}
     for framework, names in FRAMEWORKS.items():
         if framework in loaded:
             _import_all(names, _missing)
+    for framework, packages in TREES.items():
+        if framework in loaded:
+            for package in packages:
+                _import_tree(package, _missing)
+    _tzdata()
     _warm_up()
 
 
 def _warm_up():
-    """Caches a few things that are computed lazily through imports."""
+    """Loads what frameworks build on first use by importing modules: Django's
+    URLconf (and through it the views), template engines with their tag libraries
+    and loaders, the forms renderer, and the default language's catalogues."""
     if "django" not in sys.modules:
         return
     try:
         from django.apps import apps
 
-        if apps.ready:
+        if not apps.ready:
+            return
+        from django.conf import settings
+        from django.forms.renderers import get_default_renderer
+        from django.template import engines
+        from django.urls import get_resolver
+
+        get_resolver()._populate()
+        for backend in engines.all():
+            engine = getattr(backend, "engine", None)
+            if engine is not None:
+                engine.template_loaders  # noqa: B018 - a cached property that imports
+        renderer = get_default_renderer()
+        getattr(renderer, "engine", None)
+        for app_config in apps.get_app_configs():
+            # Each installed app's views, forms, admin and template tags.
+            if not app_config.name.startswith("django.contrib.gis"):
+                _import_tree(app_config.name, _missing)
+        if settings.USE_TZ:
+            from django.utils import timezone
+
+            # Cached for the process: loaded from tzdata now, not per instance.
+            timezone.get_default_timezone()
+        if settings.USE_I18N:
             from django.utils import translation
 
-            # Loads the catalogues of the default language (gettext, locale files).
-            from django.conf import settings
-
-            if settings.USE_I18N:
-                translation.activate(settings.LANGUAGE_CODE)
-                translation.gettext("Log in")
-                translation.deactivate()
+            translation.activate(settings.LANGUAGE_CODE)
+            translation.gettext("Log in")
+            translation.deactivate()
     except Exception as e:  # noqa: BLE001
         _missing.append(f"django warm-up: {type(e).__name__}: {e}")
 
