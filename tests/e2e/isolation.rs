@@ -86,3 +86,67 @@ fn excess_requests_wait_in_a_bounded_queue_then_get_503() {
     let statuses: Vec<u16> = slow.into_iter().map(|t| t.join().unwrap()).collect();
     assert_eq!(statuses, [200, 200], "the queued request is served after the first");
 }
+
+fn spec(prefix: &str, wasm: &std::path::Path, options: &str) -> String {
+    format!("{prefix}={}{options}", wasm.display())
+}
+
+#[test]
+fn apps_mounted_at_prefixes_each_get_their_prefix_as_script_name() {
+    let (py, rs) = (python_fixtures(), rust_fixtures());
+    let server = Server::start_apps(&[&spec("/py", &py, ""), &spec("/rs", &rs, "")], &[]);
+    let env: Value = serde_json::from_slice(&curl(&[&server.url("/py/environ/x")]).body).unwrap();
+    assert_eq!(env["SCRIPT_NAME"]["value"], "/py");
+    assert_eq!(env["PATH_INFO"]["value"], "/environ/x");
+    assert_eq!(curl(&[&server.url("/rs/hello")]).text(), "hello from rust");
+    let nowhere = curl(&[&server.url("/elsewhere")]);
+    assert_eq!(nowhere.status, 404);
+    assert!(nowhere.text().contains("No application is mounted at this path"));
+    // Prefixes match whole path segments.
+    assert_eq!(curl(&[&server.url("/pyx/hello")]).status, 404);
+}
+
+#[test]
+fn faults_in_one_app_leave_other_apps_and_healthy_requests_alone() {
+    let (py, rs) = (python_fixtures(), rust_fixtures());
+    let server = Server::start_apps(&[&spec("/py", &py, ",instances=2"), &spec("/rs", &rs, ",instances=4")], &[]);
+    let counts = load(
+        server.addr,
+        &[("/rs/trap", 500), ("/rs/panic", 500), ("/rs/hello", 500), ("/py/hello", 500)],
+        4,
+    );
+    assert_eq!(counts["/rs/trap"], serde_json::json!({"500": 500}), "{counts}");
+    assert_eq!(counts["/rs/panic"], serde_json::json!({"500": 500}), "{counts}");
+    assert_eq!(counts["/rs/hello"], serde_json::json!({"200": 500}), "same-app healthy requests failed: {counts}");
+    assert_eq!(counts["/py/hello"], serde_json::json!({"200": 500}), "other-app healthy requests failed: {counts}");
+}
+
+#[test]
+fn isolation_mode_is_selectable_per_app() {
+    let py = python_fixtures();
+    let server = Server::start_apps(
+        &[&spec("/pooled", &py, ",instances=1"), &spec("/fresh", &py, ",isolation=request")],
+        &[],
+    );
+    let pooled: Vec<String> = (0..3).map(|_| curl(&[&server.url("/pooled/global_counter")]).text()).collect();
+    let fresh: Vec<String> = (0..3).map(|_| curl(&[&server.url("/fresh/global_counter")]).text()).collect();
+    assert_eq!(pooled, ["1", "2", "3"]);
+    assert_eq!(fresh, ["1", "1", "1"]);
+    assert!(server.log().contains("app python-fixtures"), "{}", server.log());
+}
+
+#[test]
+fn two_apps_at_the_same_prefix_fail_before_binding() {
+    let py = python_fixtures();
+    let output = std::process::Command::new(crate::support::components::wsgi_wasm_bin())
+        .arg("serve")
+        .arg(spec("/a", &py, ""))
+        .arg(spec("/a/", &py, ""))
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("two apps are mounted at /a"), "{stderr}");
+    assert!(!stderr.contains("Serving HTTP"), "{stderr}");
+}

@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,10 +22,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(wasm: &Path, args: &[&str]) -> Server {
+        Server::start_apps(&[wasm.to_str().unwrap()], args)
+    }
+
+    /// Several apps in one server: each spec is `[PREFIX=]FILE[,KEY=VALUE...]`.
+    pub fn start_apps(specs: &[&str], args: &[&str]) -> Server {
         let cache = aot_cache_dir();
         let mut child = Command::new(wsgi_wasm_bin())
             .arg("serve")
-            .arg(wasm)
+            .args(specs)
             .args(["--listen", "127.0.0.1:0", "--cache-dir"])
             .arg(&cache)
             .args(args)

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod exchange;
 pub mod request_body;
+pub mod router;
 mod service;
 
 pub use service::{Limits, Server};

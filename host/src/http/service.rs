@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 use super::body::ResponseBody;
 use super::exchange::{Exchange, Outcome, Summary, error_response};
 use super::request_body::RequestBody;
-use crate::environ::{self, RequestHead, ServerInfo};
+use super::router::Router;
+use crate::environ::{self, RequestHead};
 use crate::log;
-use crate::runtime::App;
 
 /// Limits on what clients may send and how long they may take. Each has a CLI
 /// option; the defaults are in main.rs next to the option.
@@ -47,8 +47,7 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
 const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
 
 pub struct Server {
-    pub app: Arc<App>,
-    pub info: ServerInfo,
+    pub router: Router,
     pub limits: Limits,
     pub access_log: bool,
 }
@@ -124,18 +123,24 @@ impl Shared {
             return response;
         }
 
+        let Some(mount) = server.router.route(parts.uri.path()) else {
+            let status = StatusCode::NOT_FOUND;
+            self.log_access(remote, &line, Summary { status, body_bytes: 0, aborted: false }, started);
+            return error_response(status, "No application is mounted at this path.");
+        };
+        let app = mount.app.clone();
         let head = RequestHead { method: &parts.method, uri: &parts.uri, version: parts.version, headers: &parts.headers };
-        let environ = environ::build(&head, &server.info, remote);
+        let environ = environ::build(&head, &mount.info, remote);
         let body = RequestBody::new(incoming, server.limits.max_body_size, server.limits.io_timeout);
         let (exchange, reply) = Exchange::new(body, parts.method == Method::HEAD, server.limits.io_timeout);
 
         let this = self.clone();
         tokio::spawn(async move {
-            let (exchange, outcome) = this.server.app.call(environ, exchange).await;
+            let (exchange, outcome) = app.call(environ, exchange).await;
             match &outcome {
-                Outcome::AppError(message) => log::app(this.server.app.name(), "error", message),
-                Outcome::Trap(message) => log::app(this.server.app.name(), "trap", message),
-                Outcome::CpuTimeout(message) => log::app(this.server.app.name(), "cpu-timeout", message),
+                Outcome::AppError(message) => log::app(app.name(), "error", message),
+                Outcome::Trap(message) => log::app(app.name(), "trap", message),
+                Outcome::CpuTimeout(message) => log::app(app.name(), "cpu-timeout", message),
                 _ => {}
             }
             let summary = exchange.finish(&outcome).await;

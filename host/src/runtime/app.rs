@@ -94,6 +94,12 @@ impl App {
         &self.name
     }
 
+    /// Renames the app (its tag in the log); the default is the file's stem.
+    pub fn with_name(mut self, name: &str) -> App {
+        self.name = name.into();
+        self
+    }
+
     pub fn config(&self) -> &AppConfig {
         &self.config
     }

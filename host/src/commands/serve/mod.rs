@@ -3,11 +3,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio::net::TcpListener;
 
 use wsgi_wasm::environ::ServerInfo;
+use wsgi_wasm::http::router::{Mount, Router};
 use wsgi_wasm::http::{Limits, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
@@ -15,11 +16,20 @@ use wsgi_wasm::runtime::engine::{self, EngineSettings};
 use wsgi_wasm::runtime::{App, AppConfig, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
-/// Serve a WSGI application component over HTTP.
+mod spec;
+
+use spec::AppSpec;
+
+/// Serve WSGI application components over HTTP.
 #[derive(Parser)]
 pub struct ServeCommand {
     /// The application: a component built by `wsgi-wasm build` (or a Rust guest).
-    app: PathBuf,
+    /// Several apps share one server when mounted at prefixes:
+    /// `/shop=shop.wasm /blog=blog.wasm,isolation=request`. Options after the file
+    /// (isolation, instances, queue, max-memory, cpu-timeout, max-requests)
+    /// override the command-line values for that app.
+    #[arg(required = true, value_name = "[PREFIX=]APP.wasm[,KEY=VALUE...]", value_parser = spec::parse)]
+    apps: Vec<AppSpec>,
 
     /// Address to listen on; port 0 picks a free port (printed at startup).
     #[arg(long, short = 'l', default_value = "127.0.0.1:8000")]
@@ -29,7 +39,8 @@ pub struct ServeCommand {
     #[arg(long)]
     server_name: Option<String>,
 
-    /// Mount point of the app: stripped from PATH_INFO and given as SCRIPT_NAME.
+    /// Mount point of an app given without a PREFIX=: stripped from PATH_INFO and
+    /// given as SCRIPT_NAME.
     #[arg(long, default_value = "", value_parser = parse_script_name)]
     script_name: String,
 
@@ -88,7 +99,7 @@ pub struct ServeCommand {
     no_access_log: bool,
 }
 
-fn parse_script_name(text: &str) -> Result<String, String> {
+pub(crate) fn parse_script_name(text: &str) -> Result<String, String> {
     let trimmed = text.trim_end_matches('/');
     if !trimmed.is_empty() && !trimmed.starts_with('/') {
         return Err(format!("{text:?} must start with '/' (or be empty for the root)"));
@@ -104,52 +115,92 @@ impl ServeCommand {
 
     async fn run(self) -> Result<()> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let max_instances = self.instances.unwrap_or(2 * cores).max(1);
-        let max_memory = usize::try_from(self.max_memory).context("--max-memory is too large")?;
-        let engine = engine::new_engine(EngineSettings {
-            // Room for every serving instance plus one being replaced.
-            max_instances: u32::try_from(max_instances + 1).context("--instances is too large")?,
-            max_memory,
-        })
-        .context("cannot set up the WebAssembly engine")?;
-        let config = AppConfig {
+        let defaults = AppConfig {
             isolation: self.isolation,
-            max_memory,
-            max_instances,
+            max_memory: usize::try_from(self.max_memory).context("--max-memory is too large")?,
+            max_instances: self.instances.unwrap_or(2 * cores).max(1),
             max_queue: self.queue,
             cpu_timeout: self.cpu_timeout,
             max_requests_per_instance: self.max_requests.max(1),
         };
+        let mut planned = Vec::new();
+        for spec in &self.apps {
+            let config = spec.config(&defaults).map_err(anyhow::Error::msg)?;
+            let prefix = spec.prefix.clone().unwrap_or_else(|| self.script_name.clone());
+            planned.push((spec.file.clone(), prefix, config));
+        }
+        for (i, (_, prefix, _)) in planned.iter().enumerate() {
+            if planned[..i].iter().any(|(_, other, _)| other == prefix) {
+                let shown = if prefix.is_empty() { "/" } else { prefix.as_str() };
+                bail!("two apps are mounted at {shown}; give each a different PREFIX= (e.g. /shop=shop.wasm)");
+            }
+        }
+        let engine = engine::new_engine(EngineSettings {
+            // Every app's serving instances, plus one each being replaced.
+            max_instances: u32::try_from(planned.iter().map(|(_, _, c)| c.max_instances + 1).sum::<usize>())
+                .context("--instances is too large")?,
+            max_memory: planned.iter().map(|(_, _, c)| c.max_memory).max().unwrap_or(defaults.max_memory),
+        })
+        .context("cannot set up the WebAssembly engine")?;
         let cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(cache::default_dir) };
 
-        // Everything that can fail because of the app is checked before binding.
-        let app_path = self.app.clone();
-        let (app, report) = tokio::task::spawn_blocking({
+        // Everything that can fail because of an app is checked before binding.
+        let mut loaded = Vec::new();
+        for (file, prefix, config) in planned {
             let engine = engine.clone();
-            move || App::load(&engine, &app_path, config, cache_dir.as_deref())
-        })
-        .await??;
-        let how = match report.source {
-            Source::Cached => "loaded from cache",
-            Source::Compiled => "compiled",
-        };
-        log::server(format!("{} {how} in {:.0?}", self.app.display(), report.load_time));
-        app.warm_up().await?;
+            let cache_dir = cache_dir.clone();
+            let path = file.clone();
+            let (app, report) =
+                tokio::task::spawn_blocking(move || App::load(&engine, &path, config, cache_dir.as_deref())).await??;
+            let how = match report.source {
+                Source::Cached => "loaded from cache",
+                Source::Compiled => "compiled",
+            };
+            log::server(format!("{} {how} in {:.0?}", file.display(), report.load_time));
+            loaded.push((app, prefix));
+        }
+        let names: Vec<String> = loaded.iter().map(|(app, _)| app.name().to_owned()).collect();
+        let mut apps = Vec::new();
+        for (app, prefix) in loaded {
+            // Two apps from files with the same name are told apart by their prefix.
+            let app = if names.iter().filter(|n| n.as_str() == app.name()).count() > 1 {
+                let name = format!("{}@{}", app.name(), if prefix.is_empty() { "/" } else { &prefix });
+                app.with_name(&name)
+            } else {
+                app
+            };
+            app.warm_up().await?;
+            apps.push((Arc::new(app), prefix));
+        }
 
         let listener = TcpListener::bind(&self.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.listen))?;
         let local: SocketAddr = listener.local_addr()?;
         let host = self.listen.rsplit_once(':').map_or(self.listen.as_str(), |(h, _)| h);
-        let info = ServerInfo {
-            server_name: self.server_name.clone().unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned()),
-            server_port: local.port(),
-            script_name: self.script_name.clone(),
-            run_once: self.isolation == Isolation::Request,
-        };
+        let server_name = self.server_name.clone().unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
+        let mut mounts = Vec::new();
+        for (app, prefix) in apps {
+            let config = app.config();
+            log::server(format!(
+                "app {} at {}: {:?} isolation, {} instances, {} MiB memory, {:?} CPU per request",
+                app.name(),
+                if prefix.is_empty() { "/" } else { &prefix },
+                config.isolation,
+                config.max_instances,
+                config.max_memory >> 20,
+                config.cpu_timeout,
+            ));
+            let info = ServerInfo {
+                server_name: server_name.clone(),
+                server_port: local.port(),
+                script_name: prefix,
+                run_once: config.isolation == Isolation::Request,
+            };
+            mounts.push(Mount { app, info });
+        }
         let server = Server {
-            app: Arc::new(app),
-            info,
+            router: Router::new(mounts).map_err(anyhow::Error::msg)?,
             limits: Limits {
                 max_body_size: self.max_body_size,
                 header_timeout: self.header_timeout,

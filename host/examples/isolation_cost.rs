@@ -1,0 +1,74 @@
+//! Measures what `--isolation request` costs over `pooled`: calls one component
+//! in-process, N times each way, and prints the mean time per call.
+//!
+//!     cargo run --release --example isolation_cost -- APP.wasm [N] [PATH]
+//!
+//! In-process, without HTTP, so the difference is the instance lifecycle alone
+//! (create from the InstancePre, first-touch faults, teardown and slot reset).
+
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use wsgi_wasm::http::exchange::{Exchange, Outcome};
+use wsgi_wasm::http::request_body::RequestBody;
+use wsgi_wasm::runtime::engine::{EngineSettings, new_engine};
+use wsgi_wasm::runtime::{App, AppConfig, Isolation};
+
+fn environ(path: &str) -> Vec<(String, String)> {
+    [
+        ("REQUEST_METHOD", "GET"),
+        ("SCRIPT_NAME", ""),
+        ("PATH_INFO", path),
+        ("QUERY_STRING", ""),
+        ("SERVER_NAME", "bench"),
+        ("SERVER_PORT", "80"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("wsgi.url_scheme", "http"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn run(app: &App, n: usize, path: &str) -> Duration {
+    let started = Instant::now();
+    for _ in 0..n {
+        let (exchange, reply) = Exchange::new(RequestBody::from_bytes(Vec::new()), false, Duration::from_secs(10));
+        let (exchange, outcome) = app.call(environ(path), exchange).await;
+        assert!(matches!(outcome, Outcome::Completed), "{outcome:?}");
+        exchange.finish(&outcome).await;
+        let body = reply.await.unwrap().into_body().collect().await.unwrap();
+        std::hint::black_box(body);
+    }
+    started.elapsed() / n as u32
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().expect("usage: isolation_cost APP.wasm [N] [PATH]");
+    let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2000);
+    let request_path = args.next().unwrap_or_else(|| "/".into());
+    let engine = new_engine(EngineSettings { max_instances: 4, max_memory: 256 << 20 })?;
+    let cache = std::env::temp_dir().join("wsgi-wasm-isolation-cost");
+    let mut results = Vec::new();
+    for isolation in [Isolation::Pooled, Isolation::Request] {
+        let config = AppConfig {
+            isolation,
+            max_memory: 256 << 20,
+            max_instances: 1,
+            max_queue: 1,
+            cpu_timeout: Duration::from_secs(30),
+            max_requests_per_instance: u64::MAX,
+        };
+        let (app, _) = App::load(&engine, std::path::Path::new(&path), config, Some(&cache))?;
+        app.warm_up().await?;
+        run(&app, n / 10 + 1, &request_path).await;
+        let per_call = run(&app, n, &request_path).await;
+        println!("{isolation:?}: {:.1} us per call", per_call.as_secs_f64() * 1e6);
+        results.push(per_call);
+    }
+    let added = results[1].as_secs_f64() - results[0].as_secs_f64();
+    println!("request isolation adds {:.1} us per request", added * 1e6);
+    Ok(())
+}
