@@ -1,0 +1,46 @@
+"""Paths and the fixed numbers of the benchmark, each with the reason for it."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+APPS = BENCH / "apps"
+TARGET = REPO / "target"
+# Everything the harness generates lives under target/, except the committed results.
+WORK = TARGET / "bench"
+VENV = TARGET / "bench-venv"
+TOOLS = TARGET / "bench-tools"
+COMPONENTS = WORK / "components"
+LOGS = WORK / "logs"
+# The compiled-component cache the servers use while measuring throughput (warm after
+# the first start); cold-start runs get fresh directories instead.
+SERVE_CACHE = WORK / "cache"
+
+WASMTIME_VERSION = "48.0.8"  # the wasmtime the server embeds (Cargo.lock)
+
+# Load: the same for every server. 64 keep-alive connections from one wrk thread is
+# the issue's setting; one thread is enough to saturate one server core.
+CONNECTIONS = 64
+WRK_THREADS = 1
+# wrk's default 2 s would count slow responses (request isolation, Flask) as errors.
+WRK_TIMEOUT = "10s"
+
+# Full mode: ~22 measurements of 3 + 10 s plus start/stop stay under ~8 minutes.
+FULL_DURATION = 10
+FULL_WARMUP = 3
+# Smoke mode: long enough to push thousands of requests through the real path.
+SMOKE_DURATION = 1
+SMOKE_WARMUP = 0
+
+# The server gets CPU 0 and the load generator CPU 1, so neither steals the other's
+# core (on this 2-core machine that is all of it).
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+# Cold-start runs per app with a warm cache (the median is reported).
+WARM_START_RUNS = 3
+
+# How long a server may take to start listening: a cold start compiles the component
+# (a Flask component takes ~10 s with Cranelift; more while other builds share the CPU).
+START_TIMEOUT = 180.0
+STOP_TIMEOUT = 15.0

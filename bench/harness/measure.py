@@ -1,0 +1,123 @@
+"""One measurement each: a server under load, or a server's start to first response."""
+
+import shutil
+import statistics
+import tempfile
+import time
+
+from .config import WORK
+from .load import LoadError, get, wrk
+from .servers import Running, ServerError
+
+HELLO = b"Hello, world!\n"
+STREAM_BYTES = 16 * 64 * 1024
+
+# What a correct response body looks like, per app: every server is checked with one
+# request before it is measured, so a fast wrong answer cannot win.
+CHECKS = {
+    "hello": ("b'Hello, world!\\n'", lambda body: body == HELLO),
+    "demo": ("a body starting 'Hello world!'", lambda body: body.startswith(b"Hello world!\n")),
+    "flask": ("b'Hello, world!\\n'", lambda body: body == HELLO),
+    "stream": (f"{STREAM_BYTES} bytes", lambda body: len(body) == STREAM_BYTES),
+    "rust": ("b'Hello, world!\\n'", lambda body: body == HELLO),
+}
+
+
+class CheckError(Exception):
+    pass
+
+
+def check_response(app, status, body):
+    want, ok = CHECKS[app]
+    if status != 200 or not ok(body):
+        raise CheckError(f"GET / answered {status} with {body[:80]!r}{'...' if len(body) > 80 else ''} "
+                         f"({len(body)} bytes); expected 200 and {want}")
+
+
+def load_run(spec, app, duration, warmup, log_name):
+    """Starts the server, checks one response, reads its idle memory, then warms it up
+    and measures it under wrk. Returns a row; a failure is a row with `error`."""
+    row = {"app": app, "server": spec.server, "argv": " ".join(spec.argv[1:]), "ok": False}
+    try:
+        with Running(spec, log_name) as server:
+            server.wait_listening()
+            status, body, _ = get(server.port)
+            check_response(app, status, body)
+            row["body_bytes"] = len(body)
+            time.sleep(0.2)  # let the first request's work settle before reading memory
+            row["rss_idle_kib"] = server.rss_kib()
+            row["processes"] = server.processes()
+            if warmup:
+                wrk(server.url, warmup)
+            result = wrk(server.url, duration)
+            row["rss_load_kib"] = server.rss_kib()
+            if server.proc.poll() is not None:
+                raise ServerError(f"{spec.server} exited during the run; see {server.log_path}")
+            row.update(requests=result.requests, seconds=result.seconds, rps=result.rps, p50_ms=result.p50_ms,
+                       p99_ms=result.p99_ms, max_ms=result.max_ms, non_2xx=result.non_2xx,
+                       socket_errors=result.socket_errors, socket_error_detail=result.socket_error_detail)
+            problems = []
+            if result.requests == 0:
+                problems.append("no request completed")
+            if result.non_2xx:
+                problems.append(f"{result.non_2xx} responses were not 2xx/3xx")
+            if problems:
+                raise LoadError("; ".join(problems) + f"; see {server.log_path}")
+            row["ok"] = True
+    except (ServerError, LoadError, CheckError, OSError) as err:
+        row["error"] = str(err)
+    return row
+
+
+def fill_cache(spec, log_name):
+    """Starts a wsgi-wasm server once, unpinned, so its component is compiled (on
+    every core) into the cache before the pinned, measured starts; returns seconds."""
+    started = time.perf_counter()
+    with Running(spec, log_name, pin=False) as server:
+        server.wait_listening()
+    return time.perf_counter() - started
+
+
+def start_to_first_response(spec, app, log_name):
+    """Seconds from starting the server process (not pinned: a real start may use
+    every core, and compiling a component does) to the end of its first response."""
+    with Running(spec, log_name, pin=False) as server:
+        server.wait_listening()
+        status, body, _ = get(server.port)
+        elapsed = time.perf_counter() - server.started_at
+        check_response(app, status, body)
+        return elapsed
+
+
+def cold_start(make_spec, app, warm_runs, log_name):
+    """wsgi-wasm start to first response with a fresh (cold) compiled-component cache,
+    then the median of `warm_runs` starts with that cache filled."""
+    row = {"app": app, "ok": False}
+    scratch = WORK / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    cache = tempfile.mkdtemp(prefix="cold-cache-", dir=scratch)
+    try:
+        spec = make_spec(cache)
+        row["server"] = spec.server
+        row["cold_s"] = start_to_first_response(spec, app, f"{log_name}-cold")
+        warm = [start_to_first_response(spec, app, f"{log_name}-warm{i}") for i in range(warm_runs)]
+        row["warm_s"] = statistics.median(warm)
+        row["ok"] = True
+    except (ServerError, LoadError, CheckError, OSError) as err:
+        row["error"] = str(err)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return row
+
+
+def native_start(make_spec, app, runs, log_name):
+    """A native server's start to first response (median of `runs`, each on a new
+    port): the baseline for cold starts (nothing to compile, so cold = warm)."""
+    row = {"app": app, "server": make_spec().server, "ok": False}
+    try:
+        times = [start_to_first_response(make_spec(), app, f"{log_name}-{i}") for i in range(runs)]
+        row["cold_s"] = row["warm_s"] = statistics.median(times)
+        row["ok"] = True
+    except (ServerError, LoadError, CheckError, OSError) as err:
+        row["error"] = str(err)
+    return row
