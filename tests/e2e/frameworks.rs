@@ -373,3 +373,25 @@ fn build_refuses_a_native_only_dependency_and_names_it() {
     assert!(stderr.contains("error: ujson cannot run in the sandbox: it has native code"), "{stderr}");
     assert!(!dir.path().join("app.wasm").exists());
 }
+
+#[test]
+fn build_sees_the_venv_it_is_given_and_not_the_active_one() {
+    let fixtures = repo_root().join("tests/fixtures/build");
+    // As in a shell with the virtualenv activated: componentize-py on its own would
+    // add $VIRTUAL_ENV's site-packages to the app's path.
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(wsgi_wasm_bin())
+        .args(["build", "app:app", "-o"])
+        .arg(dir.path().join("app.wasm"))
+        .env("VIRTUAL_ENV", fixtures.join("venv"))
+        .current_dir(fixtures.join("uses_venv"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the active virtualenv leaked into the build:\n{stderr}");
+    assert!(stderr.contains("No module named 'venv_only_dep'"), "{stderr}");
+
+    let server = Server::start(&apps::uses_venv(), &[]);
+    let response = curl(&[&server.url("/")]);
+    assert_eq!((response.status, response.text().as_str()), (200, "from the venv"));
+}

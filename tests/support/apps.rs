@@ -35,6 +35,15 @@ pub fn lazy_import(extra: &[&str]) -> PathBuf {
     python_component(&name, "app:app", &[&dir], extra)
 }
 
+/// tests/fixtures/build/uses_venv, built with `--venv tests/fixtures/build/venv`.
+pub fn uses_venv() -> PathBuf {
+    let fixtures = repo_root().join("tests/fixtures/build");
+    let venv = fixtures.join("venv");
+    let dir = fixtures.join("uses_venv");
+    let name = format!("uses-venv-{}", tree_digest(&venv));
+    python_component(&name, "app:app", &[&dir], &["--venv", venv.to_str().unwrap()])
+}
+
 /// Where `wsgi-wasm build --cache-dir` keeps installed requirements for the tests.
 pub fn build_cache_dir() -> PathBuf {
     aot_cache_dir()

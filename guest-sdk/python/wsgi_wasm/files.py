@@ -37,6 +37,13 @@ DIST_INFO_FILES = {"METADATA", "entry_points.txt", "top_level.txt"}
 # A single file larger than this is left out, with a warning in the build report:
 # it would sit in every instance's memory image.
 MAX_FILE_BYTES = 16 * 1024 * 1024
+# All bundled files together: past this, the build was most likely pointed at the
+# wrong directory (a repository root with build outputs, a home directory).
+MAX_TOTAL_BYTES = 128 * 1024 * 1024
+
+
+class TooMuchData(Exception):
+    pass
 
 _files = {}  # absolute path -> bytes
 _dirs = {}  # absolute path -> sorted child names
@@ -82,7 +89,7 @@ def _add_dir(path):
         path = parent
 
 
-def _capture_tree(root, report, locales, top_filter=None, keep_source=False):
+def _capture_tree(root, report, locales, top_filter=None, keep_source=False, label=None):
     root = posixpath.normpath(root)
     _add_dir(root)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -109,12 +116,19 @@ def _capture_tree(root, report, locales, top_filter=None, keep_source=False):
             except OSError as e:
                 report["unreadable"].append([path, str(e)])
                 continue
+            report["bytes"] += len(data)
+            if report["bytes"] > MAX_TOTAL_BYTES:
+                raise TooMuchData(
+                    f"more than {MAX_TOTAL_BYTES >> 20} MiB of data files under {label or root} "
+                    f"(reached at {posixpath.relpath(path, root)}); "
+                    f"is it the app's directory? Run the build from the app's directory, or pass "
+                    f"a smaller one with -p (the current directory is always bundled)"
+                )
             _files[path] = data
             _mtimes[path] = st.st_mtime
             _add_dir(dirpath)
             _dirs[dirpath].append(name)
             report["files"] += 1
-            report["bytes"] += len(data)
 
 
 def _imported_top_level_names():
@@ -125,10 +139,11 @@ def _imported_top_level_names():
     return names
 
 
-def snapshot(app_dirs=(), dep_dirs=(), locales=None, report_path=None):
+def snapshot(app_dirs=(), dep_dirs=(), locales=None, report_path=None, labels=None):
     """Reads data files into memory and installs the read-only file layer.
 
     app_dirs: every data file is kept (templates/ and static/ next to the code).
+    labels: mount -> host directory, for messages.
     dep_dirs: only files inside top-level packages the app imported (a dependency
     that was never imported has no code in the component, so its data would be dead
     weight), and every distribution's metadata (importlib.metadata.version() works).
@@ -137,7 +152,7 @@ def snapshot(app_dirs=(), dep_dirs=(), locales=None, report_path=None):
     if locales is not None:
         locales = [lang.replace("-", "_").lower() for lang in locales]
     for root in app_dirs:
-        _capture_tree(root, report, locales, keep_source=True)
+        _capture_tree(root, report, locales, keep_source=True, label=(labels or {}).get(root))
     imported = _imported_top_level_names()
 
     def dep_filter(entry):
@@ -146,7 +161,7 @@ def snapshot(app_dirs=(), dep_dirs=(), locales=None, report_path=None):
         return entry.partition(".")[0] in imported
 
     for root in dep_dirs:
-        _capture_tree(root, report, locales, dep_filter)
+        _capture_tree(root, report, locales, dep_filter, label=(labels or {}).get(root))
     for children in _dirs.values():
         children.sort()
     install()

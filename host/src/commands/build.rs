@@ -153,6 +153,10 @@ impl BuildCommand {
             dep_mounts: (first_dep..first_dep + dep_dirs.len()).map(mount).collect(),
             report: format!("{}/{REPORT_FILE}", mount(0)),
             locales: self.locales.clone(),
+            labels: (first_app..)
+                .map(mount)
+                .zip(app_dirs.iter().chain(&dep_dirs).map(|d| d.display().to_string()))
+                .collect(),
         };
         std::fs::write(entry_dir.join(format!("{ENTRY_MODULE}.py")), entry_source(module, attr, &self.preload, &self.warm_up, &layout))?;
 
@@ -207,6 +211,8 @@ struct Layout {
     /// A file the entry module writes at build time (preload misses, bundled files).
     report: String,
     locales: Option<Vec<String>>,
+    /// Mount -> host directory, for the guest's messages.
+    labels: Vec<(String, String)>,
 }
 
 /// Written by the entry module at build time, read back by this command.
@@ -258,8 +264,19 @@ fn is_dotted_name(s: &str) -> bool {
     !s.is_empty() && s.split('.').all(|p| !p.is_empty() && !p.starts_with(|c: char| c.is_ascii_digit()) && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
 }
 
+/// A Python string literal for `s` (paths and module names in the entry module).
 fn py_str(s: &str) -> String {
-    format!("{:?}", s)
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.push_str(&format!("\\U{:08x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn py_list(items: &[String]) -> String {
@@ -286,10 +303,12 @@ fn entry_source(module: &str, attr: &str, preload: &[String], warm_up: &[String]
         Some(list) => py_list(list),
         None => "None".to_owned(),
     };
+    let labels: Vec<String> = layout.labels.iter().map(|(mount, dir)| format!("{}: {}", py_str(mount), py_str(dir))).collect();
     src.push_str(&format!(
-        "_report = _files.snapshot(app_dirs={}, dep_dirs={}, locales={locales})\n",
+        "_report = _files.snapshot(app_dirs={}, dep_dirs={}, locales={locales}, labels={{{}}})\n",
         py_list(&layout.app_mounts),
-        py_list(&layout.dep_mounts)
+        py_list(&layout.dep_mounts),
+        labels.join(", ")
     ));
     src.push_str(&format!("with open({}, \"w\") as _f:\n", py_str(&layout.report)));
     src.push_str("    _f.write(f\"files {_report['files']}\\nbytes {_report['bytes']}\\n\")\n");
@@ -334,4 +353,58 @@ fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
                  or pass --componentize-py PATH"
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_module_colon_callable() {
+        assert_eq!(parse_target("app:app").unwrap(), ("app", "app"));
+        assert_eq!(parse_target("mysite.wsgi:application").unwrap(), ("mysite.wsgi", "application"));
+        assert_eq!(parse_target("app:create_app()").unwrap(), ("app", "create_app()"));
+        assert!(parse_target("app").is_err());
+        assert!(parse_target("app:").is_err());
+        assert!(parse_target("my-app:app").is_err());
+    }
+
+    #[test]
+    fn python_literals_escape_what_python_would_misread() {
+        assert_eq!(py_str("/2"), "\"/2\"");
+        assert_eq!(py_str("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(py_str("x\ny"), "\"x\\U0000000ay\"");
+        assert_eq!(py_str("été"), "\"été\"");
+        assert_eq!(py_list(&["/2".into(), "/3".into()]), "[\"/2\", \"/3\"]");
+    }
+
+    #[test]
+    fn entry_module_preloads_then_imports_then_snapshots_then_seals() {
+        let layout = Layout {
+            app_mounts: vec!["/2".into()],
+            dep_mounts: vec!["/3".into()],
+            report: "/0/report.txt".into(),
+            locales: Some(vec!["en".into()]),
+            labels: vec![("/2".into(), "/home/me/app".into())],
+        };
+        let src = entry_source("mysite.wsgi", "application", &["colorsys".into()], &["/".into()], &layout);
+        let order = [
+            "import wsgi_wasm.preload",
+            "import colorsys",
+            "import mysite.wsgi as _module",
+            "_application = _module.application\n",
+            "_preload.frameworks()",
+            "_warmup.request(_application, _p)) for _p in [\"/\"]",
+            "_files.snapshot(app_dirs=[\"/2\"], dep_dirs=[\"/3\"], locales=[\"en\"], labels={\"/2\": \"/home/me/app\"})",
+            "_preload.seal()",
+            "WitWorld = export(_application)",
+        ];
+        let mut at = 0;
+        for needle in order {
+            let found = src[at..].find(needle).unwrap_or_else(|| panic!("{needle:?} missing or out of order in:\n{src}"));
+            at += found + needle.len();
+        }
+        let factory = entry_source("app", "create_app()", &[], &[], &layout);
+        assert!(factory.contains("_application = _module.create_app()\n"), "{factory}");
+    }
 }
