@@ -36,7 +36,9 @@ def check_response(app, status, body):
 
 def load_run(spec, app, duration, warmup, log_name):
     """Starts the server, checks one response, reads its idle memory, then warms it up
-    and measures it under wrk. Returns a row; a failure is a row with `error`."""
+    and measures it under wrk. Returns a row: one that could not be measured has `ok`
+    false and an `error`; a measured one with something wrong (guest traps, non-2xx
+    responses) has a `problem`."""
     row = {"app": app, "server": spec.server, "argv": " ".join(spec.argv[1:]), "ok": False}
     try:
         with Running(spec, log_name) as server:
@@ -56,14 +58,21 @@ def load_run(spec, app, duration, warmup, log_name):
             row.update(requests=result.requests, seconds=result.seconds, rps=result.rps, p50_ms=result.p50_ms,
                        p99_ms=result.p99_ms, max_ms=result.max_ms, non_2xx=result.non_2xx,
                        socket_errors=result.socket_errors, socket_error_detail=result.socket_error_detail)
-            problems = []
+            # A trapped guest fails its request (the client sees a 500 or a cut
+            # connection): count them from wsgi-wasm's log, which tags each one.
+            row["traps"] = server.count_in_log("] trap:") if spec.port_from_stderr else 0
             if result.requests == 0:
-                problems.append("no request completed")
+                raise LoadError(f"no request completed; see {server.log_path}")
+            # Measured, so the figures stand; what went wrong is reported beside them
+            # and fails the run.
+            row["ok"] = True
+            problems = []
+            if row["traps"]:
+                problems.append(f"{row['traps']} guest traps (`trap:` lines in {server.log_path})")
             if result.non_2xx:
                 problems.append(f"{result.non_2xx} responses were not 2xx/3xx")
             if problems:
-                raise LoadError("; ".join(problems) + f"; see {server.log_path}")
-            row["ok"] = True
+                row["problem"] = "; ".join(problems)
     except (ServerError, LoadError, CheckError, OSError) as err:
         row["error"] = str(err)
     return row

@@ -81,7 +81,10 @@ def _ratio_cell(results, row):
 
 
 def _errors_cell(row):
+    """Non-2xx responses plus wrk's socket errors; guest traps noted separately."""
     count = (row.get("non_2xx") or 0) + (row.get("socket_errors") or 0)
+    if row.get("traps"):
+        return f"{count} ({row['traps']} traps)"
     return str(count) if row.get("ok") else "failed"
 
 
@@ -91,7 +94,8 @@ def progress(row):
     if row["ok"]:
         print(f"    {row['app']:<7} {row['server']:<20} {fmt_rps(row['rps']):>9} req/s  p50 {fmt_ms(row['p50_ms'])} ms  "
               f"p99 {fmt_ms(row['p99_ms'])} ms  max {fmt_ms(row['max_ms'])} ms  RSS {fmt_mib(row['rss_load_kib'])} MiB"
-              + (f"  ({row['socket_error_detail']})" if row.get("socket_errors") else ""), flush=True)
+              + (f"  ({row['socket_error_detail']})" if row.get("socket_errors") else "")
+              + (f"\n!!  {row['problem']}" if row.get("problem") else ""), flush=True)
     else:
         print(f"!!  {row['app']:<7} {row['server']:<20} FAILED: {row['error']}", flush=True)
 
@@ -152,7 +156,9 @@ def targets(results):
             verdict = "met" if us <= 100 else f"missed by {us - 100:,.0f} us"
             checks.append((f"{APP_LABELS[app]}, request isolation adds <= 100 us", f"+{us:,.0f} us", verdict))
     versus("rust", "wasmtime serve", 1.0)
-    for app in _apps(results):
+    # Not for the 1 MiB stream: at c=64 its mean latency (64 / req/s) is over 100 ms on
+    # every server, since the transfer itself takes that long.
+    for app in [a for a in _apps(results) if a != "stream"]:
         row = _row(results, app, WSGI_WASM)
         if not row:
             continue
@@ -204,7 +210,7 @@ def markdown(results):
         f"- waitress {versions.get('waitress', '?')}: `waitress-serve`, defaults (4 threads).",
         f"- native peers run CPython {versions.get('cpython', '?')}, Flask {versions.get('flask', '?')} "
         "(the Flask components bundle the same version).",
-        f"- wasmtime serve: `wasmtime serve` 48.0.8 with bench/wasi-http-hello, the wasi:http twin of apps/hello-rust "
+        f"- wasmtime serve: `wasmtime serve -S cli` 48.0.8 with bench/wasi-http-hello, the wasi:http twin of apps/hello-rust "
         f"(a fresh instance per request, as wasmtime serve always does); {results['wasmtime_serve']}.",
         "",
         "![req/s and p99 latency per app and server](results.png)",
@@ -223,9 +229,10 @@ def markdown(results):
                          fmt_ms(row.get("p99_ms")), fmt_ms(row.get("max_ms")), fmt_mib(row.get("rss_idle_kib")),
                          fmt_mib(row.get("rss_load_kib")), _errors_cell(row), _ratio_cell(results, row)])
     out += [_table(header, rows), ""]
-    failed = [r for r in results["rows"] if not r["ok"]]
+    failed = [r for r in results["rows"] if not r["ok"] or r.get("problem")]
     if failed:
-        out += ["Failed rows:", ""] + [f"- {r['app']} on {r['server']}: {r['error']}" for r in failed] + [""]
+        out += ["Problems:", ""] + [f"- {r['app']} on {r['server']}: {r.get('error') or r['problem']}"
+                                    for r in failed] + [""]
 
     iso = [(app, added_us(results, app)) for app in _apps(results)]
     iso = [(app, us) for app, us in iso if us is not None]

@@ -10,8 +10,8 @@ Every server runs one worker process, like wsgi-wasm's single process:
   lets keep-alive connections be served while one is busy, as waitress's 4 do);
 - waitress: `waitress-serve` with its defaults (4 threads, 100 connections, which
   covers the 64 wrk opens);
-- wasmtime serve: the wasi:http twin of the Rust hello, defaults (a fresh instance
-  per request is how it works).
+- wasmtime serve: the wasi:http twin of the Rust hello, `-S cli`, defaults otherwise
+  (a fresh instance per request is how it works).
 """
 
 import os
@@ -76,8 +76,11 @@ def waitress(app_dir, target, port):
     return ServerSpec("waitress", [_venv_bin("waitress-serve"), "--listen", f"127.0.0.1:{port}", target], cwd=app_dir)
 
 
-def wasmtime_serve(wasmtime, component, port):
-    return ServerSpec("wasmtime serve", [str(wasmtime), "serve", "--addr", f"127.0.0.1:{port}", str(component)])
+def wasmtime_serve(wasmtime, component):
+    # `-S cli`: Rust's std for wasm32-wasip2 imports wasi:cli (environment, exit...),
+    # which the bare proxy world of `wasmtime serve` leaves out.
+    return ServerSpec("wasmtime serve", [str(wasmtime), "serve", "-S", "cli", "--addr", "127.0.0.1:0", str(component)],
+                      port_from_stderr=True)
 
 
 class ServerError(Exception):
@@ -149,6 +152,12 @@ class Running:
     def log_tail(self, lines=15):
         self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def count_in_log(self, marker):
+        """Lines of the server's output so far that contain `marker`."""
+        self._log.flush()
+        with open(self.log_path, "rb") as f:
+            return sum(1 for line in f if marker.encode() in line)
 
     def rss_kib(self):
         """Resident memory of the server and all its descendants (gunicorn's arbiter +
