@@ -395,3 +395,18 @@ fn build_sees_the_venv_it_is_given_and_not_the_active_one() {
     let response = curl(&[&server.url("/")]);
     assert_eq!((response.status, response.text().as_str()), (200, "from the venv"));
 }
+
+#[test]
+fn bundled_files_read_like_files_and_stay_read_only() {
+    let server = Server::start(&apps::uses_venv(), &[]);
+    let report = json(&curl(&[&server.url("/files")]));
+    assert_eq!(report["own_file"], "hello from a file next to app.py\n");
+    assert_eq!(report["own_dir"], serde_json::json!(["app.py", "greeting.txt"]));
+    assert_eq!(report["is_file"], true);
+    assert_eq!(report["package_data"], "package data of venv_only_dep\n");
+    assert_eq!(report["version"], "1.2.3");
+    let write = report["write"].as_str().unwrap();
+    assert!(write.starts_with("PermissionError: ") && write.contains("Read-only file system"), "{write}");
+    // No filesystem, so temporary files live in memory.
+    assert_eq!(report["temporary_file"], 1000);
+}

@@ -207,7 +207,9 @@ def _stat_result(key):
 
 
 def _read_only(key):
-    return PermissionError(errno.EROFS, "Read-only file system (a file bundled at build time)", key)
+    return PermissionError(
+        errno.EROFS, "Read-only file system (the app's files are bundled read-only; the sandbox has no writable files)", key
+    )
 
 
 class SnapshotFile(io.BytesIO):
@@ -234,6 +236,10 @@ def _open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None
         text = io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline=newline)
         text.mode = mode
         return text
+    if key is not None and any(c in mode for c in "wax+") and posixpath.dirname(key) in _dirs:
+        # A new file next to bundled ones (a log, an upload, a SQLite file): say why
+        # it cannot be, rather than "No such file or directory".
+        raise _read_only(key)
     return _real["open"](file, mode, buffering, encoding, errors, newline, closefd, opener)
 
 

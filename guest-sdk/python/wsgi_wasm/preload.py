@@ -118,10 +118,7 @@ STDLIB = [
     "fnmatch",
     "pathlib",
     "stat",
-    "importlib.resources",
-    "importlib.resources.readers",
     "importlib.readers",
-    "importlib.metadata",
     "importlib.util",
     "pkgutil",
     # Errors and logging: tracebacks are formatted while a request fails.
@@ -325,9 +322,16 @@ def _import_all(names, missing):
 _missing = []
 
 
+# Standard-library packages whose submodules load on first use: importlib.metadata
+# (version(), entry points) and importlib.resources (package data).
+STDLIB_TREES = ["importlib.metadata", "importlib.resources"]
+
+
 def stdlib():
     _compat()
     _import_all(STDLIB, _missing)
+    for package in STDLIB_TREES:
+        _import_tree(package, _missing)
     import mimetypes
 
     # Reads the type maps (no files in the sandbox: the built-in table) now, not
