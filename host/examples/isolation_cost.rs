@@ -1,7 +1,7 @@
 //! Measures what `--isolation request` costs over `pooled`: calls one component
 //! in-process, N times each way, and prints the mean time per call.
 //!
-//!     cargo run --release --example isolation_cost -- APP.wasm [N] [PATH]
+//!     cargo run --release --example isolation_cost -- APP.wasm [N] [PATH] [pooled|request]
 //!
 //! In-process, without HTTP, so the difference is the instance lifecycle alone
 //! (create from the InstancePre, first-touch faults, teardown and slot reset).
@@ -30,13 +30,13 @@ fn environ(path: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-async fn run(app: &App, n: usize, path: &str) -> Duration {
+async fn run(app: &std::sync::Arc<App>, n: usize, path: &str) -> Duration {
     let started = Instant::now();
     for _ in 0..n {
         let (exchange, reply) = Exchange::new(RequestBody::from_bytes(Vec::new()), false, Duration::from_secs(10));
-        let (exchange, outcome) = app.call(environ(path), exchange).await;
-        assert!(matches!(outcome, Outcome::Completed), "{outcome:?}");
-        exchange.finish(&outcome).await;
+        let done = app.call(environ(path), exchange).await;
+        assert!(matches!(done.outcome, Outcome::Completed), "{:?}", done.outcome);
+        done.exchange.finish(&done.outcome).await;
         let body = reply.await.unwrap().into_body().collect().await.unwrap();
         std::hint::black_box(body);
     }
@@ -49,10 +49,14 @@ async fn main() -> anyhow::Result<()> {
     let path = args.next().expect("usage: isolation_cost APP.wasm [N] [PATH]");
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2000);
     let request_path = args.next().unwrap_or_else(|| "/".into());
+    let only = args.next();
     let engine = new_engine(EngineSettings { max_instances: 4, max_memory: 256 << 20 })?;
     let cache = std::env::temp_dir().join("wsgi-wasm-isolation-cost");
     let mut results = Vec::new();
     for isolation in [Isolation::Pooled, Isolation::Request] {
+        if only.as_deref().is_some_and(|o| !format!("{isolation:?}").eq_ignore_ascii_case(o)) {
+            continue;
+        }
         let config = AppConfig {
             isolation,
             max_memory: 256 << 20,
@@ -62,13 +66,16 @@ async fn main() -> anyhow::Result<()> {
             max_requests_per_instance: u64::MAX,
         };
         let (app, _) = App::load(&engine, std::path::Path::new(&path), config, Some(&cache))?;
+        let app = std::sync::Arc::new(app);
         app.warm_up().await?;
         run(&app, n / 10 + 1, &request_path).await;
         let per_call = run(&app, n, &request_path).await;
         println!("{isolation:?}: {:.1} us per call", per_call.as_secs_f64() * 1e6);
         results.push(per_call);
     }
-    let added = results[1].as_secs_f64() - results[0].as_secs_f64();
-    println!("request isolation adds {:.1} us per request", added * 1e6);
+    if let [pooled, request] = results[..] {
+        let added = request.as_secs_f64() - pooled.as_secs_f64();
+        println!("request isolation adds {:.1} us per request", added * 1e6);
+    }
     Ok(())
 }

@@ -19,6 +19,7 @@ use super::request_body::RequestBody;
 use super::router::Router;
 use crate::environ::{self, RequestHead};
 use crate::log;
+use crate::runtime::Finished;
 
 /// Limits on what clients may send and how long they may take. Each has a CLI
 /// option; the defaults are in main.rs next to the option.
@@ -136,7 +137,7 @@ impl Shared {
 
         let this = self.clone();
         tokio::spawn(async move {
-            let (exchange, outcome) = app.call(environ, exchange).await;
+            let Finished { exchange, outcome, slot } = app.call(environ, exchange).await;
             match &outcome {
                 Outcome::AppError(message) => log::app(app.name(), "error", message),
                 Outcome::Trap(message) => log::app(app.name(), "trap", message),
@@ -145,6 +146,7 @@ impl Shared {
             }
             let summary = exchange.finish(&outcome).await;
             this.log_access(remote, &line, summary, started);
+            drop(slot);
         });
         reply.await.unwrap_or_else(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "The request was lost; the server log has the details.")

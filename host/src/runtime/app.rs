@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hyper::StatusCode;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
@@ -18,6 +18,7 @@ use super::engine::EPOCH_TICK;
 use super::state::GuestState;
 use crate::environ::Environ;
 use crate::http::exchange::{Exchange, Outcome};
+use crate::log;
 
 /// How long a guest may keep instances between requests, per app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,8 +57,40 @@ pub struct App {
     pre: WsgiAppPre<GuestState>,
     config: AppConfig,
     idle: Mutex<Vec<Instance>>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Spare instances being created in the background (request isolation).
+    refilling: AtomicUsize,
+}
+
+/// Fresh instances kept ready in request isolation. One hides instantiation
+/// from a request's latency whenever the server is not saturated; more would
+/// only hold memory, since each still costs the same CPU to create.
+pub const SPARE_INSTANCES: usize = 1;
+
+/// A call that has returned. Finish the response with `exchange` first, then
+/// drop this: the instance slot (and a retired instance) is released on drop.
+pub struct Finished {
+    pub exchange: Exchange,
+    pub outcome: Outcome,
+    pub slot: Slot,
+}
+
+/// An instance slot held past the call: dropping it tears down the retired
+/// instance (resetting its memory takes a while), then frees the slot.
+pub struct Slot {
+    app: Option<Arc<App>>,
+    _permit: Option<OwnedSemaphorePermit>,
+    retired: Option<Instance>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.retired.take());
+        if let Some(app) = &self.app {
+            app.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// What loading found, for the startup log.
@@ -82,10 +115,11 @@ impl App {
             name,
             engine: engine.clone(),
             pre,
-            slots: Semaphore::new(config.max_instances),
+            slots: Arc::new(Semaphore::new(config.max_instances)),
             config,
             idle: Mutex::new(Vec::new()),
             waiting: AtomicUsize::new(0),
+            refilling: AtomicUsize::new(0),
         };
         Ok((app, LoadReport { source, load_time: started.elapsed() }))
     }
@@ -108,29 +142,33 @@ impl App {
     /// before the server binds its port, and the first request finds it warm.
     pub async fn warm_up(&self) -> Result<()> {
         let instance = self.instantiate().await.with_context(|| format!("app {} failed to start", self.name))?;
-        if self.config.isolation == Isolation::Pooled {
-            self.idle.lock().unwrap().push(instance);
-        }
+        // Never called yet, so it is also a valid spare in request isolation.
+        self.idle.lock().unwrap().push(instance);
         Ok(())
     }
 
-    /// Runs one WSGI call. Returns the exchange (to finish the response) and how
-    /// the call ended.
-    pub async fn call(&self, environ: Environ, exchange: Exchange) -> (Exchange, Outcome) {
+    /// Runs one WSGI call. The caller finishes the response with the returned
+    /// exchange, then drops the result: only then is a retired instance torn down
+    /// and its slot freed, so teardown never delays the response.
+    pub async fn call(self: &Arc<Self>, environ: Environ, exchange: Exchange) -> Finished {
         // A bounded queue: past it, answering 503 at once beats making clients wait.
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue + self.config.max_instances {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return (exchange, Outcome::Refused(StatusCode::SERVICE_UNAVAILABLE, "The server is overloaded; try again later."));
+            let outcome = Outcome::Refused(StatusCode::SERVICE_UNAVAILABLE, "The server is overloaded; try again later.");
+            return Finished { exchange, outcome, slot: Slot { app: None, _permit: None, retired: None } };
         }
-        let permit = self.slots.acquire().await.expect("semaphore never closed");
-        let result = self.call_with_slot(environ, exchange).await;
-        drop(permit);
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        result
+        let permit = self.slots.clone().acquire_owned().await.expect("semaphore never closed");
+        let mut slot = Slot { app: Some(self.clone()), _permit: Some(permit), retired: None };
+        let (exchange, outcome) = self.call_in_slot(environ, exchange, &mut slot).await;
+        Finished { exchange, outcome, slot }
     }
 
-    async fn call_with_slot(&self, environ: Environ, exchange: Exchange) -> (Exchange, Outcome) {
+    async fn call_in_slot(self: &Arc<Self>, environ: Environ, exchange: Exchange, slot: &mut Slot) -> (Exchange, Outcome) {
         let reused = self.idle.lock().unwrap().pop();
+        if self.config.isolation == Isolation::Request {
+            // The spare just taken is replaced in the background.
+            self.refill_spare();
+        }
         let mut instance = match reused {
             Some(instance) => instance,
             None => match self.instantiate().await {
@@ -158,8 +196,27 @@ impl App {
             && instance.served < self.config.max_requests_per_instance;
         if keep {
             self.idle.lock().unwrap().push(instance);
+        } else {
+            slot.retired = Some(instance);
         }
         (exchange, outcome)
+    }
+
+    /// In request isolation, keeps SPARE_INSTANCES fresh, never-used instances
+    /// ready, created off the request path while the server has time.
+    fn refill_spare(self: &Arc<Self>) {
+        if self.refilling.fetch_add(1, Ordering::AcqRel) + self.idle.lock().unwrap().len() >= SPARE_INSTANCES {
+            self.refilling.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            match app.instantiate().await {
+                Ok(instance) => app.idle.lock().unwrap().push(instance),
+                Err(e) => log::app(&app.name, "error", format!("could not prepare a spare instance: {e:#}")),
+            }
+            app.refilling.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     async fn instantiate(&self) -> Result<Instance> {

@@ -8,4 +8,4 @@ pub mod engine;
 pub mod imports;
 pub mod state;
 
-pub use app::{App, AppConfig, Isolation};
+pub use app::{App, AppConfig, Finished, Isolation};
