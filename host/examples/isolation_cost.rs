@@ -9,32 +9,17 @@
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
+use wsgi_wasm::environ;
 use wsgi_wasm::http::exchange::{Exchange, Outcome};
 use wsgi_wasm::http::request_body::RequestBody;
 use wsgi_wasm::runtime::engine::{EngineSettings, new_engine};
 use wsgi_wasm::runtime::{App, AppConfig, Isolation};
 
-fn environ(path: &str) -> Vec<(String, String)> {
-    [
-        ("REQUEST_METHOD", "GET"),
-        ("SCRIPT_NAME", ""),
-        ("PATH_INFO", path),
-        ("QUERY_STRING", ""),
-        ("SERVER_NAME", "bench"),
-        ("SERVER_PORT", "80"),
-        ("SERVER_PROTOCOL", "HTTP/1.1"),
-        ("wsgi.url_scheme", "http"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
 async fn run(app: &std::sync::Arc<App>, n: usize, path: &str) -> Duration {
     let started = Instant::now();
     for _ in 0..n {
         let (exchange, reply) = Exchange::new(RequestBody::from_bytes(Vec::new()), false, Duration::from_secs(10));
-        let done = app.call(environ(path), exchange).await;
+        let done = app.call(environ::synthetic("GET", path), exchange).await;
         assert!(matches!(done.outcome, Outcome::Completed), "{:?}", done.outcome);
         done.exchange.finish(&done.outcome).await;
         let body = reply.await.unwrap().into_body().collect().await.unwrap();

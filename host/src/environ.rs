@@ -136,6 +136,18 @@ fn split_path(uri: &Uri, mount: &str) -> (String, String) {
     }
 }
 
+/// The environ of a plain request with no headers from 127.0.0.1, for calling an
+/// app in-process without a socket (runtime tests, benchmarks). Built by `build`,
+/// so it has exactly the keys a served request has.
+pub fn synthetic(method: &str, target: &str) -> Environ {
+    let method = Method::from_bytes(method.as_bytes()).expect("a valid method");
+    let uri: Uri = target.parse().expect("a valid request target");
+    let headers = HeaderMap::new();
+    let head = RequestHead { method: &method, uri: &uri, version: Version::HTTP_11, headers: &headers };
+    let server = ServerInfo { server_name: "localhost".into(), server_port: 80, script_name: String::new(), run_once: false };
+    build(&head, &server, SocketAddr::from(([127, 0, 0, 1], 40000)))
+}
+
 /// Decodes %XX escapes; a '%' not followed by two hex digits is kept as it is,
 /// as CPython's urllib.parse.unquote does.
 pub fn percent_decode(input: &[u8]) -> Vec<u8> {

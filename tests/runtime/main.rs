@@ -23,19 +23,8 @@ fn config() -> AppConfig {
 }
 
 fn environ(method: &str, path: &str, query: &str) -> Vec<(String, String)> {
-    [
-        ("REQUEST_METHOD", method),
-        ("SCRIPT_NAME", ""),
-        ("PATH_INFO", path),
-        ("QUERY_STRING", query),
-        ("SERVER_NAME", "test"),
-        ("SERVER_PORT", "80"),
-        ("SERVER_PROTOCOL", "HTTP/1.1"),
-        ("wsgi.url_scheme", "http"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+    wsgi_wasm::environ::synthetic(method, &target)
 }
 
 async fn call(app: &std::sync::Arc<App>, env: Vec<(String, String)>, body: &[u8]) -> (u16, Vec<u8>, Outcome) {
