@@ -1,18 +1,11 @@
-"""A Bottle app: routes with typed wildcards, a template from views/, JSON, a form
-POST, a signed cookie, a redirect and an error handler.
+"""A Bottle app: routes with typed wildcards, templates from views/ (Bottle's default
+place, relative to the working directory), JSON, a form POST, a signed cookie, a
+redirect and an error handler.
 
 `gunicorn app:app`, or sandboxed: see README.md.
 """
 
-import os
-
-import bottle
 from bottle import Bottle, abort, redirect, request, response, template
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-# Bottle looks for templates relative to the working directory by default; the
-# app's own directory works wherever it is started from.
-bottle.TEMPLATE_PATH.insert(0, os.path.join(HERE, "templates"))
 
 SECRET = "wsgi-wasm-example-not-secret"
 app = Bottle()

@@ -123,6 +123,7 @@ impl BuildCommand {
             }
             push_unique(&mut app_dirs, dir)?;
         }
+        let cwd_index = app_dirs.iter().position(|d| Some(d) == Path::new(".").canonicalize().ok().as_ref()).unwrap_or(0);
         // Dependencies: only the packages the app imports end up in the component.
         let mut dep_dirs: Vec<PathBuf> = Vec::new();
         if !self.requirements.is_empty() {
@@ -153,6 +154,7 @@ impl BuildCommand {
             dep_mounts: (first_dep..first_dep + dep_dirs.len()).map(mount).collect(),
             report: format!("{}/{REPORT_FILE}", mount(0)),
             locales: self.locales.clone(),
+            cwd_mount: mount(first_app + cwd_index),
             labels: (first_app..)
                 .map(mount)
                 .zip(app_dirs.iter().chain(&dep_dirs).map(|d| d.display().to_string()))
@@ -213,6 +215,9 @@ struct Layout {
     locales: Option<Vec<String>>,
     /// Mount -> host directory, for the guest's messages.
     labels: Vec<(String, String)>,
+    /// Where the current directory is mounted: the app's working directory in the
+    /// sandbox, as it would be when started from there natively.
+    cwd_mount: String,
 }
 
 /// Written by the entry module at build time, read back by this command.
@@ -293,6 +298,10 @@ fn entry_source(module: &str, attr: &str, preload: &[String], warm_up: &[String]
         Some(factory) => (factory, "()"),
         None => (attr, ""),
     };
+    // Relative paths (Bottle's default ./views/, open("data.json")) resolve against
+    // the app's directory at build time and, since libc's idea of the working
+    // directory is part of the snapshot, at run time too.
+    src.push_str(&format!("import os as _os\n_os.chdir({})\n", py_str(&layout.cwd_mount)));
     src.push_str(&format!("import {module} as _module\n"));
     src.push_str("from wsgi_wasm import export, files as _files\n");
     src.push_str(&format!("_application = _module.{path}{call}\n"));
@@ -386,11 +395,13 @@ mod tests {
             report: "/0/report.txt".into(),
             locales: Some(vec!["en".into()]),
             labels: vec![("/2".into(), "/home/me/app".into())],
+            cwd_mount: "/2".into(),
         };
         let src = entry_source("mysite.wsgi", "application", &["colorsys".into()], &["/".into()], &layout);
         let order = [
             "import wsgi_wasm.preload",
             "import colorsys",
+            "_os.chdir(\"/2\")",
             "import mysite.wsgi as _module",
             "_application = _module.application\n",
             "_preload.frameworks()",
