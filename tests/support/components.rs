@@ -87,7 +87,8 @@ fn hash_tree(hash: &mut Sha256, dir: &Path) {
         }
         if path.is_dir() {
             hash_tree(hash, &path);
-        } else if name.ends_with(".py") || name.ends_with(".wit") || name.ends_with(".txt") || name.ends_with(".html") {
+        } else if !name.ends_with(".pyc") {
+            // Every file counts: templates, static files and data are bundled too.
             hash.update(name.as_bytes());
             hash.update(std::fs::read(&path).unwrap());
         }

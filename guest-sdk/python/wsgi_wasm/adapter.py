@@ -140,7 +140,11 @@ def _report(exc):
         for line in traceback.format_exception(exc):
             for part in line.rstrip("\n").split("\n"):
                 server.log(part)
-        return f"{type(exc).__name__}: {exc}"
+        summary = f"{type(exc).__name__}: {exc}"
+        # A failed run-time import carries a note naming the module and the
+        # --preload fix (see preload.py); keep it on the one-line log entry too.
+        hints = [n for n in getattr(exc, "__notes__", ()) if isinstance(n, str) and n.startswith("wsgi-wasm: ")]
+        return "; ".join([summary, *hints])
     except BaseException:
         # Formatting can fail too (MemoryError, RecursionError): say what we can.
         return type(exc).__name__
