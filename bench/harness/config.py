@@ -44,3 +44,9 @@ WARM_START_RUNS = 3
 # (a Flask component takes ~10 s with Cranelift; more while other builds share the CPU).
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
+
+# Before each full-mode row the harness waits (up to QUIET_WAIT seconds) until the
+# rest of the machine uses less than QUIET_THRESHOLD % of one core: concurrent cargo
+# builds and test runs are common here and would otherwise halve a row's figures.
+QUIET_WAIT = 180
+QUIET_THRESHOLD = 25.0

@@ -2,6 +2,7 @@
 
 import http.client
 import re
+import resource
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class WrkResult:
     socket_errors: int
     socket_error_detail: str
     raw: str
+    cpu_s: float = 0.0  # CPU time wrk itself used
 
 
 class LoadError(Exception):
@@ -30,10 +32,14 @@ class LoadError(Exception):
 def wrk(url, duration, connections=CONNECTIONS):
     cmd = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s",
            "--latency", "--timeout", WRK_TIMEOUT, url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise LoadError(f"wrk failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    return parse_wrk(done.stdout)
+    result = parse_wrk(done.stdout)
+    result.cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return result
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}

@@ -5,9 +5,9 @@ import statistics
 import tempfile
 import time
 
-from .config import WORK
+from .config import QUIET_THRESHOLD, WORK
 from .load import LoadError, get, wrk
-from .servers import Running, ServerError
+from .servers import Running, ServerError, machine_busy_seconds
 
 HELLO = b"Hello, world!\n"
 STREAM_BYTES = 16 * 64 * 1024
@@ -51,7 +51,14 @@ def load_run(spec, app, duration, warmup, log_name):
             row["processes"] = server.processes()
             if warmup:
                 wrk(server.url, warmup)
+            # What else the machine ran meanwhile (builds, tests...): all CPU time used
+            # during the run less the server's and wrk's, in % of one core.
+            busy, served, started = machine_busy_seconds(), server.cpu_seconds(), time.monotonic()
             result = wrk(server.url, duration)
+            wall = time.monotonic() - started
+            busy, served = machine_busy_seconds() - busy, server.cpu_seconds() - served
+            row["server_cpu_pct"] = 100 * served / wall
+            row["other_cpu_pct"] = max(0.0, 100 * (busy - served - result.cpu_s) / wall)
             row["rss_load_kib"] = server.rss_kib()
             if server.proc.poll() is not None:
                 raise ServerError(f"{spec.server} exited during the run; see {server.log_path}")
@@ -76,6 +83,20 @@ def load_run(spec, app, duration, warmup, log_name):
     except (ServerError, LoadError, CheckError, OSError) as err:
         row["error"] = str(err)
     return row
+
+
+def wait_for_quiet(limit, threshold=QUIET_THRESHOLD, sample=0.5):
+    """Waits (at most `limit` seconds) until the rest of the machine uses less than
+    `threshold` % of one core, so a row is not measured while a build competes for
+    the CPUs. Returns (seconds waited, % of one core used in the last sample)."""
+    started = time.monotonic()
+    while True:
+        busy = machine_busy_seconds()
+        time.sleep(sample)
+        pct = 100 * (machine_busy_seconds() - busy) / sample
+        waited = time.monotonic() - started
+        if pct < threshold or waited >= limit:
+            return waited, pct
 
 
 def fill_cache(spec, log_name):

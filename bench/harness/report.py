@@ -36,6 +36,10 @@ def fmt_s(seconds):
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+def fmt_pct(value):
+    return "-" if value is None else f"{value:.0f}%"
+
+
 def fmt_ratio(value):
     return "-" if value is None else f"{value:.2f}x"
 
@@ -111,13 +115,15 @@ def progress_start(row):
 # -- console table ------------------------------------------------------------------------
 
 def console_table(results):
-    header = ["app", "server", "req/s", "p50 ms", "p99 ms", "max ms", "idle MiB", "load MiB", "errors", "wsgi-wasm/this"]
+    header = ["app", "server", "req/s", "p50 ms", "p99 ms", "max ms", "idle MiB", "load MiB", "errors", "cpu",
+              "others", "wsgi-wasm/this"]
     lines = [header]
     for app in _apps(results):
         for row in (r for r in results["rows"] if r["app"] == app):
             lines.append([app, row["server"], fmt_rps(row.get("rps")), fmt_ms(row.get("p50_ms")),
                           fmt_ms(row.get("p99_ms")), fmt_ms(row.get("max_ms")), fmt_mib(row.get("rss_idle_kib")),
-                          fmt_mib(row.get("rss_load_kib")), _errors_cell(row), _ratio_cell(results, row)])
+                          fmt_mib(row.get("rss_load_kib")), _errors_cell(row), fmt_pct(row.get("server_cpu_pct")),
+                          fmt_pct(row.get("other_cpu_pct")), _ratio_cell(results, row)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.rjust(w) if i >= 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
            for line in lines]
@@ -144,7 +150,7 @@ def targets(results):
         if value is None:
             return
         verdict = "met" if value >= want else f"missed: needs {want / value:.1f}x more req/s"
-        checks.append((f"{APP_LABELS[app]}, pooled >= {want:g}x {peer}", fmt_ratio(value), verdict))
+        checks.append((f"{APP_LABELS[app]}, pooled >= {want:.1f}x {peer}", fmt_ratio(value), verdict))
 
     for app in ("hello", "demo"):
         versus(app, "granian", 1.0)
@@ -200,7 +206,9 @@ def markdown(results):
         f"Method: wrk {versions.get('wrk', '?')}, `-t1 -c64`, keep-alive, {results['warmup_s']:g} s warm-up then "
         f"{results['duration_s']:g} s measured per row; the server pinned to CPU 0 and wrk to CPU 1 (`taskset`); "
         "one worker process per server. Each server is first checked with one request (the right body, status 200); "
-        "its idle memory is read then, its loaded memory after the run (RSS of its whole process tree).",
+        "its idle memory is read then, its loaded memory after the run (RSS of its whole process tree)."
+        + (f" Before each row the harness waited (up to {results['quiet_wait_s']:g} s) until the rest of the machine "
+           f"used under {results['quiet_threshold_pct']:g}% of a core." if results.get("quiet_wait_s") else ""),
         "",
         f"- wsgi-wasm: `serve APP --listen 127.0.0.1:0 --no-access-log`, pooled isolation (`(request)`: "
         "`--isolation request`, a fresh instance per request), default instance count (2 per CPU it may use: 2); "
@@ -217,17 +225,22 @@ def markdown(results):
         "",
         "## Throughput and latency",
         "",
-        "`wsgi-wasm / this`: wsgi-wasm's (pooled) req/s divided by this server's, in this run.",
+        "`wsgi-wasm / this`: wsgi-wasm's (pooled) req/s divided by this server's, in this run. "
+        "`errors`: non-2xx responses plus wrk's socket errors. `server CPU`: CPU time the server used during the "
+        "measured run, in % of one core (100% = its core saturated). `others' CPU`: what the rest of the machine "
+        "(builds, tests; not the server, not wrk) used meanwhile, in % of one core: above a few %, that row "
+        "competed for CPU and its figures are less reliable.",
         "",
     ]
     header = ["app", "server", "req/s", "p50 ms", "p99 ms", "max ms", "RSS idle MiB", "RSS loaded MiB", "errors",
-              "wsgi-wasm / this"]
+              "server CPU", "others' CPU", "wsgi-wasm / this"]
     rows = []
     for app in _apps(results):
         for row in (r for r in results["rows"] if r["app"] == app):
             rows.append([APP_LABELS[app], row["server"], fmt_rps(row.get("rps")), fmt_ms(row.get("p50_ms")),
                          fmt_ms(row.get("p99_ms")), fmt_ms(row.get("max_ms")), fmt_mib(row.get("rss_idle_kib")),
-                         fmt_mib(row.get("rss_load_kib")), _errors_cell(row), _ratio_cell(results, row)])
+                         fmt_mib(row.get("rss_load_kib")), _errors_cell(row), fmt_pct(row.get("server_cpu_pct")),
+                         fmt_pct(row.get("other_cpu_pct")), _ratio_cell(results, row)])
     out += [_table(header, rows), ""]
     failed = [r for r in results["rows"] if not r["ok"] or r.get("problem")]
     if failed:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .config import LOGS, REPO, SERVER_CPU, SERVE_CACHE, START_TIMEOUT, STOP_TIMEOUT, VENV
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVING_LINE = re.compile(r"Serving HTTP on http://([^/\s]+)/")
 
 
@@ -164,6 +165,10 @@ class Running:
         worker, granian's main + worker process), in KiB."""
         return sum(_vm_rss(pid) for pid in [self.proc.pid] + descendants(self.proc.pid))
 
+    def cpu_seconds(self):
+        """CPU time (user + system) used so far by the server and its descendants."""
+        return sum(_cpu_ticks(pid) for pid in [self.proc.pid] + descendants(self.proc.pid)) / CLOCK_TICKS
+
     def processes(self):
         return 1 + len(descendants(self.proc.pid))
 
@@ -231,3 +236,19 @@ def _vm_rss(pid):
     except OSError:
         pass
     return 0
+
+
+def _cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def machine_busy_seconds():
+    """CPU time all processes have used since boot (every CPU's non-idle time)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
