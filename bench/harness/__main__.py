@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from . import report, servers, setup
-from .config import (APPS, BENCH, FULL_DURATION, FULL_WARMUP, QUIET_THRESHOLD, QUIET_WAIT, REPO, SERVE_CACHE,
-                     SMOKE_DURATION, SMOKE_WARMUP, WARM_START_RUNS, WORK)
+from .config import (APPS, BENCH, FULL_DURATION, FULL_WARMUP, LOGS, QUIET_THRESHOLD, QUIET_WAIT, REPO,
+                     SERVE_CACHE, SMOKE_DURATION, SMOKE_WARMUP, WARM_START_RUNS, WORK, show)
 from .measure import cold_start, fill_cache, load_run, native_start, wait_for_quiet
 from .servers import ServerError
 
@@ -97,7 +97,7 @@ def main(argv=None):
         for app, component in components.items():
             seconds = fill_cache(servers.wsgi_wasm(binary, component), f"fill-cache-{app}")
             if seconds > 1:
-                print(f"==> compiled {component.name} into {SERVE_CACHE.relative_to(REPO)} in {seconds:.0f}s", flush=True)
+                print(f"==> compiled {component.name} into {show(SERVE_CACHE)} in {seconds:.0f}s", flush=True)
     except (setup.SetupError, ServerError) as err:
         print(f"!! setup failed: {err}", file=sys.stderr)
         return 1
@@ -211,9 +211,7 @@ def main(argv=None):
                            capture_output=True, text=True)
     if chart.returncode != 0:
         failures.append(f"bench/chart.py failed:\n{chart.stderr.strip()}")
-    print(f"\nwrote {md_path.relative_to(REPO) if md_path.is_relative_to(REPO) else md_path}, "
-          f"{png_path.relative_to(REPO) if png_path.is_relative_to(REPO) else png_path} "
-          f"and {json_path.relative_to(REPO)}; server logs in target/bench/logs/")
+    print(f"\nwrote {show(md_path)}, {show(png_path)} and {show(json_path)}; server logs in {show(LOGS)}/")
     total = time.monotonic() - began
     print(f"{mode} run: {total:.0f}s in total ({setup_seconds:.0f}s setup, {measuring_seconds:.0f}s measuring)")
     # The plain count line CI logs understand: measurements that worked and did not.

@@ -1,11 +1,21 @@
 """Paths and the fixed numbers of the benchmark, each with the reason for it."""
 
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
 APPS = BENCH / "apps"
-TARGET = REPO / "target"
+
+
+def show(path):
+    """A path as printed: relative to the repository when inside it."""
+    path = Path(path)
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+# Where cargo puts the builds (and so where the binary and the Rust guest are found).
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target").resolve()
 # Everything the harness generates lives under target/, except the committed results.
 WORK = TARGET / "bench"
 VENV = TARGET / "bench-venv"

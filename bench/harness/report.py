@@ -210,7 +210,7 @@ def markdown(results):
         + (f" Before each row the harness waited (up to {results['quiet_wait_s']:g} s) until the rest of the machine "
            f"used under {results['quiet_threshold_pct']:g}% of a core." if results.get("quiet_wait_s") else ""),
         "",
-        f"- wsgi-wasm: `serve APP --listen 127.0.0.1:0 --no-access-log`, pooled isolation (`(request)`: "
+        "- wsgi-wasm: `serve APP --listen 127.0.0.1:0 --no-access-log`, pooled isolation (`(request)`: "
         "`--isolation request`, a fresh instance per request), default instance count (2 per CPU it may use: 2); "
         "apps run by CPython 3.14 for WASI inside the component.",
         f"- granian {versions.get('granian', '?')}: `--interface wsgi --workers 1`, defaults otherwise.",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import APPS, BENCH, COMPONENTS, LOGS, REPO, TARGET, TOOLS, VENV, WASMTIME_VERSION, WORK
+from .config import APPS, BENCH, COMPONENTS, LOGS, REPO, TARGET, TOOLS, VENV, WASMTIME_VERSION, WORK, show
 
 
 class SetupError(Exception):
@@ -63,7 +63,7 @@ def ensure_venv():
     want = hashlib.sha256(requirements.read_bytes()).hexdigest()
     if venv_python().exists() and stamp.exists() and stamp.read_text().strip() == want:
         return
-    say(f"bench venv {VENV.relative_to(REPO)} (gunicorn, waitress, granian, flask, matplotlib)")
+    say(f"bench venv {show(VENV)} (gunicorn, waitress, granian, flask, matplotlib)")
     run_logged([sys.executable, "-m", "venv", "--clear", str(VENV)], LOGS / "venv.log", what="python3 -m venv")
     run_logged(
         [str(venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(requirements)],
@@ -140,7 +140,7 @@ def ensure_python_components(binary, names):
         if output.exists() and stamp.exists() and stamp.read_text().strip() == key:
             built[name] = output
             continue
-        say(f"wsgi-wasm build {target} -> {output.relative_to(REPO)}")
+        say(f"wsgi-wasm build {target} -> {show(output)}")
         run_logged(
             [str(binary), "build", target, "-o", str(output), *extra],
             LOGS / f"build-{name}.log",
@@ -191,7 +191,7 @@ def ensure_wasmtime_cli():
         version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
         if WASMTIME_VERSION in version:
             return binary
-    say(f"cargo install wasmtime-cli {WASMTIME_VERSION} --root {TOOLS.relative_to(REPO)} (long: ~15 minutes the first time)")
+    say(f"cargo install wasmtime-cli {WASMTIME_VERSION} --root {show(TOOLS)} (long: ~15 minutes the first time)")
     try:
         run_logged(
             ["cargo", "install", "--quiet", "wasmtime-cli", "--version", WASMTIME_VERSION, "--locked", "--root", str(TOOLS)],
