@@ -89,7 +89,7 @@ def ensure_server(profile):
     cmd = ["cargo", "build", "--quiet", "-p", "wsgi-wasm"]
     if profile == "release":
         cmd.append("--release")
-    say(f"cargo build{' --release' if profile == 'release' else ''} (the first release build compiles wasmtime: ~6-10 minutes)")
+    say(f"cargo build{' --release' if profile == 'release' else ''} (a first build compiles wasmtime: ~6-10 minutes)")
     run_logged(cmd, LOGS / f"cargo-build-{profile}.log", what="cargo build")
     binary = TARGET / profile / "wsgi-wasm"
     if not binary.exists():
