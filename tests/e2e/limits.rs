@@ -206,3 +206,13 @@ fn recursion_gives_500_and_never_takes_the_process_down() {
     assert_eq!(curl(&[&server.url("/hello")]).status, 200);
     assert_eq!(curl(&[&rust.url("/hello")]).status, 200);
 }
+
+#[test]
+fn repeated_large_writes_do_not_accumulate_in_guest_memory() {
+    // 200 x 1 MiB through one 64 MiB instance: any per-write leak would run it
+    // out of memory within the first 64 requests.
+    let server = Server::start(&python_fixtures(), &["--instances", "1", "--max-memory", "64MiB", "--no-access-log"]);
+    let counts = load(server.addr, &[("/big_write?mb=1", 200)], 1);
+    assert_eq!(counts["/big_write?mb=1"], serde_json::json!({"200": 200}), "{counts}\n{}", server.log());
+    assert!(!server.log().contains("trap"), "{}", server.log());
+}

@@ -69,25 +69,50 @@ class _Call:
         return self.write
 
     def write(self, data):
-        self._send(server.write, data)
+        data = self._check(data)
+        if data:
+            self.headers_sent = True
+            for piece in _pieces(data):
+                _host(server.write_latin1, piece)
 
     def write_body(self, data):
-        self._send(server.write_body, data)
+        """The whole body in one go: the host sends it with a Content-Length."""
+        data = self._check(data)
+        if data:
+            self.headers_sent = True
+        total = len(data)
+        for piece in _pieces(data) if data else ("",):
+            _host(server.write_body_latin1, piece, total)
 
-    def _send(self, host_write, data):
+    def _check(self, data):
         if not self.started:
             raise AssertionError("write() called before start_response()")
         if type(data) is not bytes:
             if isinstance(data, (bytearray, memoryview)):
-                data = bytes(data)
-            else:
-                raise TypeError(f"response body chunks must be bytes, not {type(data).__name__}")
-        if data:
-            self.headers_sent = True
-        try:
-            host_write(data)
-        except Err as e:
-            raise ClientDisconnected(e.value) from None
+                return bytes(data)
+            raise TypeError(f"response body chunks must be bytes, not {type(data).__name__}")
+        return data
+
+
+# Body bytes cross to the host as latin-1 strings, at most this many per call: see
+# write-latin1 in wsgi.wit (componentize-py leaks list<u8> arguments, not strings).
+PIECE = 256 * 1024
+
+
+def _pieces(data):
+    if len(data) <= PIECE:
+        yield data.decode("latin-1")
+        return
+    view = memoryview(data)
+    for start in range(0, len(data), PIECE):
+        yield str(view[start : start + PIECE], "latin-1")
+
+
+def _host(function, *args):
+    try:
+        function(*args)
+    except Err as e:
+        raise ClientDisconnected(e.value) from None
 
 
 def _read(max_bytes):

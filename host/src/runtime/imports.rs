@@ -23,6 +23,10 @@ pub const SERVER_INTERFACE: &str = "wsgi-wasm:wsgi/server@0.1.0";
 /// Most body bytes copied out of guest memory at once. Each piece waits for room
 /// in the response stream, so a huge write costs the host a few pieces, not its size.
 pub const MAX_WRITE_PIECE: usize = 256 * 1024;
+/// Largest latin-1 body string one call may pass, in UTF-8 bytes: 256 KiB of
+/// body (the SDK's piece size) is at most twice that once UTF-8 encoded. A string
+/// can only be read whole, so the size is bounded per call instead of piecewise.
+pub const MAX_LATIN1_PIECE_UTF8: usize = 2 * MAX_WRITE_PIECE;
 
 type Answer = (Result<(), String>,);
 
@@ -60,6 +64,36 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
             write_pieces(&mut store, &data).await
         })
     })?;
+
+    server.func_wrap_async("write-latin1", |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmStr,)| {
+        Box::new(async move {
+            let piece = match latin1_piece(&store, &data) {
+                Ok(piece) => piece,
+                Err(message) => return Ok((Err(message),)),
+            };
+            Ok((exchange(&mut store)?.write(piece).await,))
+        })
+    })?;
+
+    server.func_wrap_async(
+        "write-body-latin1",
+        |mut store: StoreContextMut<'_, GuestState>, (data, total): (WasmStr, u64)| {
+            Box::new(async move {
+                let piece = match latin1_piece(&store, &data) {
+                    Ok(piece) => piece,
+                    Err(message) => return Ok((Err(message),)),
+                };
+                let exchange = exchange(&mut store)?;
+                if !exchange.headers_sent() && piece.len() as u64 == total {
+                    return Ok((exchange.write_body(piece).await,));
+                }
+                if let Err(message) = exchange.declare_length(total) {
+                    return Ok((Err(message),));
+                }
+                Ok((exchange.write(piece).await,))
+            })
+        },
+    )?;
 
     server.func_wrap_async("read", |mut store: StoreContextMut<'_, GuestState>, (max,): (u32,)| {
         Box::new(async move {
@@ -104,6 +138,23 @@ async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmLi
         offset = end;
     }
     Ok((Ok(()),))
+}
+
+/// A latin-1 body string as the bytes it stands for.
+fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmStr) -> Result<Bytes, String> {
+    let text = data.to_str(store).map_err(|e| format!("malformed body string: {e}"))?;
+    if text.len() > MAX_LATIN1_PIECE_UTF8 {
+        return Err(format!("body piece of {} bytes is too large; send at most {MAX_WRITE_PIECE} bytes per call", text.len()));
+    }
+    if text.is_ascii() {
+        return Ok(Bytes::copy_from_slice(text.as_bytes()));
+    }
+    let mut bytes = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        let byte = u8::try_from(u32::from(c)).map_err(|_| format!("body string has {c:?}, which is not latin-1"))?;
+        bytes.push(byte);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// Status and headers, copied only after their count and total size are known to
