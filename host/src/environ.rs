@@ -136,6 +136,25 @@ fn split_path(uri: &Uri, mount: &str) -> (String, String) {
     }
 }
 
+/// Separates keys and values in the packed environ the guest receives (see
+/// `call` in wsgi.wit). Native strings are latin-1, so U+0100 never occurs in one.
+pub const PACK_SEPARATOR: char = '\u{100}';
+
+/// `key SEP value SEP key SEP value ...`: the environ as the `call` export takes it.
+pub fn pack(env: &Environ) -> String {
+    let size: usize = env.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut packed = String::with_capacity(size);
+    for (i, (key, value)) in env.iter().enumerate() {
+        if i > 0 {
+            packed.push(PACK_SEPARATOR);
+        }
+        packed.push_str(key);
+        packed.push(PACK_SEPARATOR);
+        packed.push_str(value);
+    }
+    packed
+}
+
 /// The environ of a plain request with no headers from 127.0.0.1, for calling an
 /// app in-process without a socket (runtime tests, benchmarks). Built by `build`,
 /// so it has exactly the keys a served request has.
@@ -276,6 +295,16 @@ mod tests {
         let env = environ_for("/application", &[], &s);
         assert_eq!(get(&env, "SCRIPT_NAME"), Some(""));
         assert_eq!(get(&env, "PATH_INFO"), Some("/application"));
+    }
+
+    #[test]
+    fn packed_environ_splits_back_into_the_pairs() {
+        let env = environ_for("/a%00b%FF?q", &[("x-v", b"\x85")], &server());
+        let packed = pack(&env);
+        let parts: Vec<&str> = packed.split(PACK_SEPARATOR).collect();
+        let pairs: Vec<(String, String)> = parts.chunks(2).map(|kv| (kv[0].to_owned(), kv[1].to_owned())).collect();
+        assert_eq!(pairs, env);
+        assert_eq!(get(&env, "PATH_INFO"), Some("/a\u{0}b\u{ff}"));
     }
 
     #[test]

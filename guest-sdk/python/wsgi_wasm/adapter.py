@@ -122,8 +122,14 @@ def _read(max_bytes):
         raise OSError(f"reading the request body failed: {e.value}") from None
 
 
-def _run(application, pairs):
-    environ = dict(pairs)
+# Separates keys and values in the packed environ from the host (see `call` in
+# wsgi.wit); no native string can contain it.
+PACK_SEPARATOR = "\u0100"
+
+
+def _run(application, packed):
+    items = iter(packed.split(PACK_SEPARATOR))
+    environ = dict(zip(items, items))
     for key in BOOL_KEYS:
         environ[key] = environ.get(key) == "1"
     environ["wsgi.version"] = WSGI_VERSION

@@ -24,6 +24,20 @@ pub struct Environ {
     input: Input,
 }
 
+/// Separates keys and values in the environ the host passes to `call` (see
+/// wsgi.wit): U+0100, which no native (latin-1) string contains.
+pub const PACK_SEPARATOR: char = '\u{100}';
+
+/// The host's packed environ (`key SEP value SEP ...`) as pairs.
+pub fn unpack(packed: &str) -> Vec<(String, String)> {
+    let mut parts = packed.split(PACK_SEPARATOR);
+    let mut pairs = Vec::with_capacity(32);
+    while let (Some(key), Some(value)) = (parts.next(), parts.next()) {
+        pairs.push((key.to_owned(), value.to_owned()));
+    }
+    pairs
+}
+
 impl Environ {
     /// An environ over these pairs, reading its body from the host. The SDK makes
     /// one per call; apps only need this to test their code with made-up requests.
@@ -178,4 +192,19 @@ pub fn native_to_bytes(value: &str) -> Vec<u8> {
 /// which must be a native string.
 pub fn bytes_to_native(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpack_splits_the_hosts_packed_environ() {
+        let packed = "PATH_INFO\u{100}/a\u{0}b\u{ff}\u{100}QUERY_STRING\u{100}";
+        assert_eq!(
+            unpack(packed),
+            [("PATH_INFO".to_owned(), "/a\u{0}b\u{ff}".to_owned()), ("QUERY_STRING".to_owned(), String::new())]
+        );
+        assert!(unpack("").is_empty());
+    }
 }

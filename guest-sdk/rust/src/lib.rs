@@ -92,9 +92,7 @@ macro_rules! export_app {
             struct __WsgiWasmExport;
 
             impl $crate::bindings::Guest for __WsgiWasmExport {
-                fn call(
-                    environ: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-                ) -> ::core::result::Result<(), ::std::string::String> {
+                fn call(environ: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
                     $crate::__private::call::<$app>(environ)
                 }
             }
@@ -114,8 +112,8 @@ pub mod __private {
     use super::*;
 
     /// One WSGI call: what the exported `call` does for the app `A`.
-    pub fn call<A: App>(pairs: Vec<(String, String)>) -> std::result::Result<(), String> {
-        let mut environ = Environ::new(pairs);
+    pub fn call<A: App>(packed: String) -> std::result::Result<(), String> {
+        let mut environ = Environ::new(environ::unpack(&packed));
         let mut response = Responder::new();
         A::call(&mut environ, &mut response).and_then(|()| response.finish()).map_err(Error::into_message)
     }

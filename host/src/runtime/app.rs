@@ -180,7 +180,7 @@ impl App {
         store.data_mut().exchange = Some(exchange);
         store.data_mut().cpu_ticks = 0;
         store.set_epoch_deadline(1);
-        let result = instance.bindings.call_call(&mut *store, &environ).await;
+        let result = instance.bindings.call_call(&mut *store, &crate::environ::pack(&environ)).await;
         let exchange = store.data_mut().exchange.take().expect("exchange stays in the store during the call");
         instance.served += 1;
         let outcome = match result {
