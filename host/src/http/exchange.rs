@@ -143,8 +143,7 @@ impl Exchange {
         if declared.is_some_and(|n| n != data.len() as u64) {
             // The app's Content-Length disagrees with its body: stream, so the
             // length rules (cut off extra, abort when short) apply.
-            self.write(data).await?;
-            return Ok(());
+            return self.write(data).await;
         }
         let State::Open { reply, pending } = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
         let mut head = pending.expect("checked above");
@@ -280,7 +279,7 @@ const NOT_STARTED: &str = "write() called before start_response()";
 const INTERNAL_ERROR_BODY: &str = "The application failed; the server log has the details.";
 const CPU_TIMEOUT_BODY: &str = "The application ran out of CPU time for this request.";
 const BODY_TIMEOUT_BODY: &str = "The request body did not arrive in time.";
-const BODY_TOO_LARGE_BODY: &str = "The request body is larger than this server accepts.";
+pub const BODY_TOO_LARGE_BODY: &str = "The request body is larger than this server accepts.";
 
 pub fn build_response(head: ResponseHead, body: ResponseBody) -> Response<ResponseBody> {
     let mut response = Response::new(body);

@@ -14,7 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::body::ResponseBody;
-use super::exchange::{Exchange, Outcome, Summary, error_response};
+use super::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
 use super::request_body::RequestBody;
 use super::router::Router;
 use crate::environ::{self, RequestHead};
@@ -114,20 +114,21 @@ impl Shared {
         let started = Instant::now();
         let server = &self.server;
         let (parts, incoming) = req.into_parts();
-        let line = RequestLine { method: parts.method.clone(), target: parts.uri.to_string(), version: parts.version };
+        // Only formatted when it will be logged: it costs an allocation per request.
+        let line = server.access_log.then(|| RequestLine {
+            method: parts.method.clone(),
+            target: parts.uri.to_string(),
+            version: parts.version,
+        });
 
-        if let Some(refusal) = refuse_early(&parts, &server.limits) {
-            let (status, message) = refusal;
-            self.log_access(remote, &line, Summary { status, body_bytes: 0, aborted: false }, started);
-            let mut response = error_response(status, message);
+        if let Some((status, message)) = refuse_early(&parts, &server.limits) {
+            let mut response = self.answer_directly(remote, line.as_ref(), status, message, started);
             response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
             return response;
         }
-
         let Some(mount) = server.router.route(parts.uri.path()) else {
-            let status = StatusCode::NOT_FOUND;
-            self.log_access(remote, &line, Summary { status, body_bytes: 0, aborted: false }, started);
-            return error_response(status, "No application is mounted at this path.");
+            let message = "No application is mounted at this path.";
+            return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started);
         };
         let app = mount.app.clone();
         let head = RequestHead { method: &parts.method, uri: &parts.uri, version: parts.version, headers: &parts.headers };
@@ -145,7 +146,9 @@ impl Shared {
                 _ => {}
             }
             let summary = exchange.finish(&outcome).await;
-            this.log_access(remote, &line, summary, started);
+            if let Some(line) = &line {
+                this.log_access(remote, line, summary, started);
+            }
             drop(slot);
         });
         reply.await.unwrap_or_else(|_| {
@@ -153,10 +156,24 @@ impl Shared {
         })
     }
 
-    fn log_access(&self, remote: SocketAddr, line: &RequestLine, summary: Summary, started: Instant) {
-        if !self.server.access_log {
-            return;
+    /// An error page from the host itself, without running an app.
+    fn answer_directly(
+        &self,
+        remote: SocketAddr,
+        line: Option<&RequestLine>,
+        status: StatusCode,
+        message: &str,
+        started: Instant,
+    ) -> Response<ResponseBody> {
+        let response = error_response(status, message);
+        if let Some(line) = line {
+            let body_bytes = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+            self.log_access(remote, line, Summary { status, body_bytes, aborted: false }, started);
         }
+        response
+    }
+
+    fn log_access(&self, remote: SocketAddr, line: &RequestLine, summary: Summary, started: Instant) {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let cut = if summary.aborted { " (aborted)" } else { "" };
         log::access(format!(
@@ -186,7 +203,7 @@ fn refuse_early(parts: &hyper::http::request::Parts, limits: &Limits) -> Option<
     }
     let declared = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_size) {
-        return Some((StatusCode::PAYLOAD_TOO_LARGE, "The request body is larger than this server accepts."));
+        return Some((StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE_BODY));
     }
     None
 }
