@@ -31,6 +31,10 @@ fn memory_bombs_get_500_and_host_memory_stays_bounded() {
     let bound = baseline + instances as u64 * max_memory_mib * MIB + 64;
     assert!(peak <= bound, "peak RSS {peak} MiB over {bound} MiB (baseline {baseline} MiB)");
     assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+    // Instances whose heap grew near the limit are replaced, giving the memory back.
+    assert!(server.log().contains("recycle: instance grew to"), "{}", server.log());
+    let (after, _) = rss_mib(server.pid());
+    assert!(after <= baseline + 32, "RSS stayed at {after} MiB after the bombs (baseline {baseline} MiB)");
 }
 
 #[test]

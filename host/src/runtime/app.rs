@@ -191,8 +191,20 @@ impl App {
             }
             Err(trap) => Outcome::Trap(describe_trap(&trap)),
         };
+        // Linear memory never shrinks: an instance whose heap grew close to the
+        // limit (a burst, fragmentation, a leak) is replaced, which returns the
+        // memory and keeps the next request from failing for lack of it.
+        let bloated = store.data().limits.largest_memory > self.config.max_memory / 4 * 3;
+        if bloated && self.config.isolation == Isolation::Pooled {
+            log::app(
+                &self.name,
+                "recycle",
+                format!("instance grew to {} MiB of {} MiB; replacing it", store.data().limits.largest_memory >> 20, self.config.max_memory >> 20),
+            );
+        }
         let keep = self.config.isolation == Isolation::Pooled
             && !matches!(outcome, Outcome::Trap(_) | Outcome::CpuTimeout(_))
+            && !bloated
             && instance.served < self.config.max_requests_per_instance;
         if keep {
             self.idle.lock().unwrap().push(instance);

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -17,7 +17,7 @@ use crate::log;
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: GuestLimits,
     /// The request being served; None between requests.
     pub exchange: Option<Exchange>,
     /// Epoch ticks this request has run for (its CPU time, in EPOCH_TICKs).
@@ -34,7 +34,10 @@ impl GuestState {
         GuestState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(max_memory).build(),
+            limits: GuestLimits {
+                inner: StoreLimitsBuilder::new().memory_size(max_memory).build(),
+                largest_memory: 0,
+            },
             exchange: None,
             cpu_ticks: 0,
             app,
@@ -49,6 +52,39 @@ impl GuestState {
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// wasmtime's per-store limits, plus a record of how large the guest's biggest
+/// linear memory has grown (memories never shrink, so this is what it holds now).
+pub struct GuestLimits {
+    inner: StoreLimits,
+    pub largest_memory: usize,
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.largest_memory = self.largest_memory.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
