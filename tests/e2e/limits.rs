@@ -127,30 +127,30 @@ fn declared_body_over_the_limit_gets_413_before_the_app_runs() {
     assert_eq!(response.status, 413, "{}", response.text());
 }
 
+/// Sends `request` and reads until the server closes: what came back, and how
+/// long the server kept the connection open.
+fn send_and_wait_for_close(server: &Server, request: &[u8]) -> (String, Duration) {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.write_all(request).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    (String::from_utf8_lossy(&buf).into_owned(), started.elapsed())
+}
+
 #[test]
 fn slow_request_head_is_cut_off_at_the_header_timeout() {
     let server = Server::start(&python_fixtures(), &["--header-timeout", "1s"]);
-    let mut slowloris = TcpStream::connect(server.addr).unwrap();
-    slowloris.write_all(b"GET /hello HTTP/1.1\r\nHost: h\r\n").unwrap();
-    slowloris.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let started = Instant::now();
-    let mut buf = Vec::new();
-    let _ = slowloris.read_to_end(&mut buf);
-    let waited = started.elapsed();
+    let (_, waited) = send_and_wait_for_close(&server, b"GET /hello HTTP/1.1\r\nHost: h\r\n");
     assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "closed after {waited:?}");
 }
 
 #[test]
 fn idle_keep_alive_connection_is_closed_at_the_header_timeout() {
     let server = Server::start(&python_fixtures(), &["--header-timeout", "1s"]);
-    let mut idle = TcpStream::connect(server.addr).unwrap();
-    idle.write_all(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let started = Instant::now();
-    let mut buf = Vec::new();
-    let _ = idle.read_to_end(&mut buf);
-    let waited = started.elapsed();
-    assert!(String::from_utf8_lossy(&buf).contains("Hello from the sandbox!"));
+    let (text, waited) = send_and_wait_for_close(&server, b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(text.contains("Hello from the sandbox!"), "{text}");
     assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "idle connection closed after {waited:?}");
 }
 
