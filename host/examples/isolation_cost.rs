@@ -35,11 +35,17 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2000);
     let request_path = args.next().unwrap_or_else(|| "/".into());
     let only = args.next();
-    let engine = new_engine(EngineSettings { max_instances: 4, max_memory: 256 << 20 })?;
+    let engine = new_engine(EngineSettings {
+        max_instances: 4,
+        max_memory: 256 << 20,
+    })?;
     let cache = std::env::temp_dir().join("wsgi-wasm-isolation-cost");
     let mut results = Vec::new();
     for isolation in [Isolation::Pooled, Isolation::Request] {
-        if only.as_deref().is_some_and(|o| !format!("{isolation:?}").eq_ignore_ascii_case(o)) {
+        if only
+            .as_deref()
+            .is_some_and(|o| !format!("{isolation:?}").eq_ignore_ascii_case(o))
+        {
             continue;
         }
         let config = AppConfig {

@@ -63,7 +63,11 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, remote: SocketAddr) ->
     for name in head.headers.keys() {
         if name == CONTENT_TYPE || name == CONTENT_LENGTH {
             if let Some(value) = joined_value(head.headers, name) {
-                let key = if name == CONTENT_TYPE { "CONTENT_TYPE" } else { "CONTENT_LENGTH" };
+                let key = if name == CONTENT_TYPE {
+                    "CONTENT_TYPE"
+                } else {
+                    "CONTENT_LENGTH"
+                };
                 env.push((key.to_owned(), value));
             }
             continue;
@@ -112,7 +116,10 @@ fn joined_value(headers: &HeaderMap, name: &hyper::header::HeaderName) -> Option
 fn cgi_header_key(name: &str) -> String {
     let mut key = String::with_capacity(5 + name.len());
     key.push_str("HTTP_");
-    key.extend(name.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
+    key.extend(
+        name.chars()
+            .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }),
+    );
     key
 }
 
@@ -125,7 +132,7 @@ fn split_path(uri: &Uri, mount: &str) -> (String, String) {
         // "OPTIONS *": no resource path; PEP 3333 allows an empty PATH_INFO.
         return (mount.to_owned(), String::new());
     }
-    let decoded = latin1(&percent_decode(raw.as_bytes()));
+    let decoded = latin1(percent_decode(raw.as_bytes()));
     if mount.is_empty() {
         return (String::new(), decoded);
     }
@@ -162,8 +169,18 @@ pub fn synthetic(method: &str, target: &str) -> Environ {
     let method = Method::from_bytes(method.as_bytes()).expect("a valid method");
     let uri: Uri = target.parse().expect("a valid request target");
     let headers = HeaderMap::new();
-    let head = RequestHead { method: &method, uri: &uri, version: Version::HTTP_11, headers: &headers };
-    let server = ServerInfo { server_name: "localhost".into(), server_port: 80, script_name: String::new(), run_once: false };
+    let head = RequestHead {
+        method: &method,
+        uri: &uri,
+        version: Version::HTTP_11,
+        headers: &headers,
+    };
+    let server = ServerInfo {
+        server_name: "localhost".into(),
+        server_port: 80,
+        script_name: String::new(),
+        run_once: false,
+    };
     build(&head, &server, SocketAddr::from(([127, 0, 0, 1], 40000)))
 }
 
@@ -201,7 +218,12 @@ mod tests {
                 HeaderValue::from_bytes(v).unwrap(),
             );
         }
-        let head = RequestHead { method: &Method::GET, uri: &uri, version: Version::HTTP_11, headers: &map };
+        let head = RequestHead {
+            method: &Method::GET,
+            uri: &uri,
+            version: Version::HTTP_11,
+            headers: &map,
+        };
         build(&head, server, "10.1.2.3:5555".parse().unwrap())
     }
 
@@ -219,10 +241,21 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
-                "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE", "GATEWAY_INTERFACE",
-                "REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "wsgi.multithread",
-                "wsgi.multiprocess", "wsgi.run_once",
+                "REQUEST_METHOD",
+                "SCRIPT_NAME",
+                "PATH_INFO",
+                "QUERY_STRING",
+                "SERVER_NAME",
+                "SERVER_PORT",
+                "SERVER_PROTOCOL",
+                "SERVER_SOFTWARE",
+                "GATEWAY_INTERFACE",
+                "REMOTE_ADDR",
+                "REMOTE_PORT",
+                "wsgi.url_scheme",
+                "wsgi.multithread",
+                "wsgi.multiprocess",
+                "wsgi.run_once",
             ]
         );
         assert_eq!(get(&env, "PATH_INFO"), Some("/xyz"));
@@ -266,7 +299,12 @@ mod tests {
     fn repeated_headers_join_with_comma_and_cookies_with_semicolon() {
         let env = environ_for(
             "/",
-            &[("accept", b"a"), ("accept", b"b"), ("cookie", b"x=1"), ("cookie", b"y=2")],
+            &[
+                ("accept", b"a"),
+                ("accept", b"b"),
+                ("cookie", b"x=1"),
+                ("cookie", b"y=2"),
+            ],
             &server(),
         );
         assert_eq!(get(&env, "HTTP_ACCEPT"), Some("a,b"));

@@ -78,8 +78,8 @@ impl ResponseHead {
             if is_hop_by_hop(name) {
                 return Err(InvalidResponse::HopByHop(name.clone()));
             }
-            let header_name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| InvalidResponse::HeaderName(name.clone()))?;
+            let header_name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidResponse::HeaderName(name.clone()))?;
             let bytes = field_bytes(value, "header value")?;
             if header_name == hyper::header::CONTENT_LENGTH {
                 let n = parse_content_length(value)?;
@@ -91,11 +91,18 @@ impl ResponseHead {
                 }
                 content_length = Some(n);
             }
-            let header_value = HeaderValue::from_bytes(&bytes)
-                .map_err(|_| InvalidResponse::BadChars { what: "header value", value: value.clone() })?;
+            let header_value = HeaderValue::from_bytes(&bytes).map_err(|_| InvalidResponse::BadChars {
+                what: "header value",
+                value: value.clone(),
+            })?;
             map.append(header_name, header_value);
         }
-        Ok(ResponseHead { status, reason, headers: map, content_length })
+        Ok(ResponseHead {
+            status,
+            reason,
+            headers: map,
+            content_length,
+        })
     }
 
     /// Whether this status may carry a body at all (RFC 9110: 204 and 304 never do).
@@ -111,8 +118,7 @@ fn parse_status(status: &str) -> Result<(StatusCode, Vec<u8>), InvalidResponse> 
         return Err(InvalidResponse::StatusFormat(status.to_owned()));
     }
     let code: u16 = status[..3].parse().expect("three ASCII digits");
-    let status_code =
-        StatusCode::from_u16(code).map_err(|_| InvalidResponse::StatusFormat(status.to_owned()))?;
+    let status_code = StatusCode::from_u16(code).map_err(|_| InvalidResponse::StatusFormat(status.to_owned()))?;
     if status_code.is_informational() {
         return Err(InvalidResponse::Informational(code));
     }
@@ -125,7 +131,9 @@ fn parse_content_length(value: &str) -> Result<u64, InvalidResponse> {
     if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return Err(InvalidResponse::ContentLength(value.to_owned()));
     }
-    trimmed.parse().map_err(|_| InvalidResponse::ContentLength(value.to_owned()))
+    trimmed
+        .parse()
+        .map_err(|_| InvalidResponse::ContentLength(value.to_owned()))
 }
 
 /// Native string -> wire bytes. Every char must be latin-1 and not a control
@@ -137,7 +145,10 @@ fn field_bytes(value: &str, what: &'static str) -> Result<Vec<u8>, InvalidRespon
             let n = c as u32;
             let control = n < 0x20 && c != '\t' || n == 0x7f;
             if n > 0xff || control {
-                Err(InvalidResponse::BadChars { what, value: value.to_owned() })
+                Err(InvalidResponse::BadChars {
+                    what,
+                    value: value.to_owned(),
+                })
             } else {
                 Ok(n as u8)
             }
@@ -156,7 +167,10 @@ mod tests {
     #[test]
     fn status_needs_three_digits_space_reason() {
         assert!(ResponseHead::from_wsgi("200 OK", &[]).is_ok());
-        assert_eq!(ResponseHead::from_wsgi("404 Not Here", &[]).unwrap().reason, b"Not Here");
+        assert_eq!(
+            ResponseHead::from_wsgi("404 Not Here", &[]).unwrap().reason,
+            b"Not Here"
+        );
         for bad in ["200", "200OK", "20 OK", "2000 OK", "abc OK", "", " 200 OK"] {
             assert!(
                 matches!(ResponseHead::from_wsgi(bad, &[]), Err(InvalidResponse::StatusFormat(_))),
@@ -167,7 +181,10 @@ mod tests {
 
     #[test]
     fn informational_status_is_refused() {
-        assert_eq!(ResponseHead::from_wsgi("101 Switching", &[]).unwrap_err(), InvalidResponse::Informational(101));
+        assert_eq!(
+            ResponseHead::from_wsgi("101 Switching", &[]).unwrap_err(),
+            InvalidResponse::Informational(101)
+        );
     }
 
     #[test]
@@ -179,7 +196,16 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_are_refused() {
-        for name in ["Connection", "keep-alive", "Transfer-Encoding", "Upgrade", "TE", "Trailer", "Proxy-Authenticate", "proxy-foo"] {
+        for name in [
+            "Connection",
+            "keep-alive",
+            "Transfer-Encoding",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "Proxy-Authenticate",
+            "proxy-foo",
+        ] {
             assert_eq!(
                 ResponseHead::from_wsgi("200 OK", &h(&[(name, "x")])).unwrap_err(),
                 InvalidResponse::HopByHop(name.into())
@@ -213,9 +239,17 @@ mod tests {
 
     #[test]
     fn header_count_and_size_are_bounded() {
-        let many: Vec<_> = (0..MAX_RESPONSE_HEADERS + 1).map(|i| (format!("X-{i}"), "v".to_string())).collect();
-        assert!(matches!(ResponseHead::from_wsgi("200 OK", &many), Err(InvalidResponse::TooManyHeaders(_))));
+        let many: Vec<_> = (0..MAX_RESPONSE_HEADERS + 1)
+            .map(|i| (format!("X-{i}"), "v".to_string()))
+            .collect();
+        assert!(matches!(
+            ResponseHead::from_wsgi("200 OK", &many),
+            Err(InvalidResponse::TooManyHeaders(_))
+        ));
         let big = h(&[("X-Big", &"a".repeat(MAX_RESPONSE_HEAD_BYTES))]);
-        assert!(matches!(ResponseHead::from_wsgi("200 OK", &big), Err(InvalidResponse::HeadTooLarge(_))));
+        assert!(matches!(
+            ResponseHead::from_wsgi("200 OK", &big),
+            Err(InvalidResponse::HeadTooLarge(_))
+        ));
     }
 }

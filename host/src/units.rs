@@ -6,7 +6,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, suffix) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size like 256MiB or 1048576"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 256MiB or 1048576"))?;
     let shift = match suffix.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -14,7 +16,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         _ => return Err(format!("{text:?}: unknown size unit (use K, M or G)")),
     };
-    n.checked_mul(1u64 << shift).ok_or_else(|| format!("{text:?} is too large"))
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -27,11 +27,27 @@ fn environ_key_set_and_types_are_exactly_pep3333() {
     assert_eq!(
         keys,
         [
-            "GATEWAY_INTERFACE", "HTTP_CONNECTION", "HTTP_HOST", "PATH_INFO", "QUERY_STRING",
-            "REMOTE_ADDR", "REMOTE_PORT", "REQUEST_METHOD", "SCRIPT_NAME", "SERVER_NAME",
-            "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE", "wsgi.errors", "wsgi.input",
-            "wsgi.input_terminated", "wsgi.multiprocess", "wsgi.multithread", "wsgi.run_once",
-            "wsgi.url_scheme", "wsgi.version",
+            "GATEWAY_INTERFACE",
+            "HTTP_CONNECTION",
+            "HTTP_HOST",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "REMOTE_ADDR",
+            "REMOTE_PORT",
+            "REQUEST_METHOD",
+            "SCRIPT_NAME",
+            "SERVER_NAME",
+            "SERVER_PORT",
+            "SERVER_PROTOCOL",
+            "SERVER_SOFTWARE",
+            "wsgi.errors",
+            "wsgi.input",
+            "wsgi.input_terminated",
+            "wsgi.multiprocess",
+            "wsgi.multithread",
+            "wsgi.run_once",
+            "wsgi.url_scheme",
+            "wsgi.version",
         ]
     );
     for (key, entry) in env.as_object().unwrap() {
@@ -62,7 +78,10 @@ fn path_info_is_percent_decoded_then_latin1() {
         ("/environ/a%2Fb", "/environ/a/b"),
         ("/environ/caf%C3%A9%20bar", "/environ/caf\u{c3}\u{a9} bar"),
     ] {
-        let env = environ_via_raw(&server, &format!("GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+        let env = environ_via_raw(
+            &server,
+            &format!("GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+        );
         assert_eq!(value(&env, "PATH_INFO"), expected, "for {target}");
     }
 }
@@ -70,7 +89,10 @@ fn path_info_is_percent_decoded_then_latin1() {
 #[test]
 fn query_string_is_passed_raw() {
     let server = Server::start(&python_fixtures(), &[]);
-    let env = environ_via_raw(&server, "GET /environ?a=%20b&c=d+e&%E5 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let env = environ_via_raw(
+        &server,
+        "GET /environ?a=%20b&c=d+e&%E5 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(value(&env, "QUERY_STRING"), "a=%20b&c=d+e&%E5");
 }
 
@@ -78,7 +100,10 @@ fn query_string_is_passed_raw() {
 fn script_name_is_the_mount_prefix_and_empty_otherwise() {
     let server = Server::start(&python_fixtures(), &["--script-name", "/mounted"]);
     // The router looks at the first PATH_INFO segment, so the prefix must be gone.
-    let env = environ_via_raw(&server, "GET /mounted/environ/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let env = environ_via_raw(
+        &server,
+        "GET /mounted/environ/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(value(&env, "SCRIPT_NAME"), "/mounted");
     assert_eq!(value(&env, "PATH_INFO"), "/environ/x");
 }
@@ -114,7 +139,10 @@ fn header_names_with_underscores_are_dropped() {
         &server,
         "GET /environ HTTP/1.1\r\nHost: h\r\nX-Auth_User: attacker\r\nConnection: close\r\n\r\n",
     );
-    assert!(env.get("HTTP_X_AUTH_USER").is_none(), "underscored header reached the app: {env}");
+    assert!(
+        env.get("HTTP_X_AUTH_USER").is_none(),
+        "underscored header reached the app: {env}"
+    );
     let env = environ_via_raw(
         &server,
         "GET /environ HTTP/1.1\r\nHost: h\r\nX-Auth-User: alice\r\nX-Auth_User: attacker\r\nConnection: close\r\n\r\n",

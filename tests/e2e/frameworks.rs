@@ -28,7 +28,9 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// The `csrfmiddlewaretoken` hidden input of a Django form page.
 fn csrf_token(html: &str) -> String {
-    let at = html.find("name=\"csrfmiddlewaretoken\" value=\"").unwrap_or_else(|| panic!("no CSRF token in:\n{html}"));
+    let at = html
+        .find("name=\"csrfmiddlewaretoken\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF token in:\n{html}"));
     let rest = &html[at + "name=\"csrfmiddlewaretoken\" value=\"".len()..];
     rest[..rest.find('"').unwrap()].to_owned()
 }
@@ -44,14 +46,20 @@ fn flask_renders_jinja_templates_and_serves_static_files() {
     let html = page.text();
     // templates/index.html extends templates/base.html: both read from the bundle.
     assert!(html.contains("<title>Flask in a sandbox</title>"), "{html}");
-    assert!(html.contains("<li>ROUTES</li>") && html.contains("<li>SESSIONS</li>"), "{html}");
+    assert!(
+        html.contains("<li>ROUTES</li>") && html.contains("<li>SESSIONS</li>"),
+        "{html}"
+    );
     assert!(html.contains("Escaped: &lt;script&gt;"), "autoescaping: {html}");
     assert!(html.contains("href=\"/static/style.css\""), "{html}");
 
     let css = curl(&[&server.url("/static/style.css")]);
     assert_eq!(css.status, 200);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
-    assert_eq!(css.text(), std::fs::read_to_string(repo_root().join("apps/flask/static/style.css")).unwrap());
+    assert_eq!(
+        css.text(),
+        std::fs::read_to_string(repo_root().join("apps/flask/static/style.css")).unwrap()
+    );
     assert!(css.header("etag").is_some() && css.header("last-modified").is_some());
 
     let hello = curl(&[&server.url("/hello/sandbox")]);
@@ -69,15 +77,25 @@ fn flask_json_in_and_out_and_error_handlers() {
     );
     assert_eq!(echo.status, 200);
     assert_eq!(echo.header("content-type"), Some("application/json"));
-    assert_eq!(json(&echo), serde_json::json!({"keys": ["a", "b"], "received": {"a": "été", "b": [1, 2]}}));
+    assert_eq!(
+        json(&echo),
+        serde_json::json!({"keys": ["a", "b"], "received": {"a": "été", "b": [1, 2]}})
+    );
 
     let item = curl(&[&server.url("/api/items/7")]);
-    assert_eq!(json(&item), serde_json::json!({"id": 7, "name": "item 7", "tags": ["a", "b"]}));
+    assert_eq!(
+        json(&item),
+        serde_json::json!({"id": 7, "name": "item 7", "tags": ["a", "b"]})
+    );
 
     // abort(404) goes through the 404 handler, which renders a template.
     let missing = curl(&[&server.url("/api/items/700")]);
     assert_eq!(missing.status, 404);
-    assert!(missing.text().contains("<h1>Error 404</h1>") && missing.text().contains("no item 700"), "{}", missing.text());
+    assert!(
+        missing.text().contains("<h1>Error 404</h1>") && missing.text().contains("no item 700"),
+        "{}",
+        missing.text()
+    );
     let unrouted = curl(&[&server.url("/no/such/page")]);
     assert_eq!(unrouted.status, 404);
 
@@ -90,8 +108,16 @@ fn flask_json_in_and_out_and_error_handlers() {
     let boom = curl(&[&server.url("/boom")]);
     assert_eq!(boom.status, 500);
     assert!(boom.text().contains("<h1>Error 500</h1>"), "{}", boom.text());
-    assert!(server.wait_for_log("RuntimeError: something broke", Duration::from_secs(5)), "{}", server.log());
-    assert!(server.log().contains("raise RuntimeError(\"something broke\")"), "source lines in tracebacks: {}", server.log());
+    assert!(
+        server.wait_for_log("RuntimeError: something broke", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("raise RuntimeError(\"something broke\")"),
+        "source lines in tracebacks: {}",
+        server.log()
+    );
 }
 
 #[test]
@@ -99,13 +125,19 @@ fn flask_form_post_and_multipart_upload() {
     let server = Server::start(&apps::flask(), &[]);
     let form = curl(&["--data", "name=Ann+Lee&colour=dark%20blue", &server.url("/form")]);
     assert_eq!(form.status, 200);
-    assert!(form.text().contains("Thanks, Ann Lee! You like dark blue."), "{}", form.text());
+    assert!(
+        form.text().contains("Thanks, Ann Lee! You like dark blue."),
+        "{}",
+        form.text()
+    );
 
     // Past Werkzeug's 500 KiB threshold the upload spools to a temporary file: with
     // no filesystem in the sandbox, tempfile falls back to memory.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("photo.bin");
-    let data: Vec<u8> = (0..800_000u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+    let data: Vec<u8> = (0..800_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
     std::fs::write(&file, &data).unwrap();
     let upload = curl(&[
         "-F",
@@ -133,11 +165,22 @@ fn flask_form_post_and_multipart_upload() {
 fn flask_signed_cookie_session_and_redirects() {
     let server = Server::start(&apps::flask(), &[]);
     let (_dir, jar) = cookie_jar();
-    let login = curl(&["-c", &jar, "-b", &jar, "--data", "user=ann", &server.url("/session/login")]);
+    let login = curl(&[
+        "-c",
+        &jar,
+        "-b",
+        &jar,
+        "--data",
+        "user=ann",
+        &server.url("/session/login"),
+    ]);
     assert_eq!(login.status, 302);
     assert_eq!(login.header("location"), Some("/session"));
     let cookie = login.header("set-cookie").expect("a session cookie");
-    assert!(cookie.starts_with("session=") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(
+        cookie.starts_with("session=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
 
     let view = curl(&["-c", &jar, "-b", &jar, &server.url("/session")]);
     assert_eq!(json(&view), serde_json::json!({"user": "ann", "visits": 1}));
@@ -145,7 +188,11 @@ fn flask_signed_cookie_session_and_redirects() {
     assert_eq!(json(&visit), serde_json::json!({"visits": 2}));
 
     // The cookie is signed: a forged one is ignored, not trusted.
-    let forged = curl(&["-H", "Cookie: session=eyJ1c2VyIjoiYWRtaW4ifQ.forged.signature", &server.url("/session")]);
+    let forged = curl(&[
+        "-H",
+        "Cookie: session=eyJ1c2VyIjoiYWRtaW4ifQ.forged.signature",
+        &server.url("/session"),
+    ]);
     assert_eq!(json(&forged), serde_json::json!({"user": null, "visits": 0}));
 
     let moved = curl(&[&server.url("/old-page")]);
@@ -166,9 +213,15 @@ fn flask_streamed_response_goes_out_in_chunks() {
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "{head}"
+    );
     let expected = "line 0 of 3 for /stream\n";
-    assert!(body.starts_with(&format!("{:x}\r\n{expected}\r\n", expected.len())), "one chunk per yield: {body:?}");
+    assert!(
+        body.starts_with(&format!("{:x}\r\n{expected}\r\n", expected.len())),
+        "one chunk per yield: {body:?}"
+    );
     assert!(body.ends_with("0\r\n\r\n"), "{body:?}");
     let many = curl(&[&server.url("/stream?n=500")]);
     let lines: Vec<String> = many.text().lines().map(str::to_owned).collect();
@@ -186,9 +239,16 @@ fn django_view_renders_a_template_with_a_csrf_protected_form() {
     let html = page.text();
     assert!(html.contains("<h1>Notes</h1>"), "{html}");
     assert!(html.contains("No notes yet."), "{html}");
-    assert!(html.contains("<textarea name=\"text\""), "the form renders through Django's form renderer: {html}");
+    assert!(
+        html.contains("<textarea name=\"text\""),
+        "the form renders through Django's form renderer: {html}"
+    );
     assert!(!csrf_token(&html).is_empty());
-    assert!(page.header("set-cookie").is_some_and(|c| c.starts_with("csrftoken=")), "{:?}", page.headers);
+    assert!(
+        page.header("set-cookie").is_some_and(|c| c.starts_with("csrftoken=")),
+        "{:?}",
+        page.headers
+    );
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
 
     let api = curl(&[&server.url("/api/notes/")]);
@@ -236,17 +296,39 @@ fn django_admin_login_page_renders_and_logs_in() {
     assert_eq!(login.status, 200, "{}", server.log());
     let html = login.text();
     assert!(html.contains("<title>Log in | Django site admin</title>"), "{html}");
-    assert!(html.contains("id=\"id_username\"") && html.contains("id=\"id_password\""), "{html}");
+    assert!(
+        html.contains("id=\"id_username\"") && html.contains("id=\"id_password\""),
+        "{html}"
+    );
 
     // The demo superuser (mysite/wsgi.py). Django's PBKDF2 hasher runs in Python
     // in the sandbox (no OpenSSL), so this request takes seconds.
-    let body = format!("csrfmiddlewaretoken={}&username=admin&password=sandbox-demo&next=/admin/", csrf_token(&html));
+    let body = format!(
+        "csrfmiddlewaretoken={}&username=admin&password=sandbox-demo&next=/admin/",
+        csrf_token(&html)
+    );
     let referer = format!("Referer: {}", server.url("/admin/login/"));
-    let posted = curl(&["-c", &jar, "-b", &jar, "-H", &referer, "--data", &body, &server.url("/admin/login/")]);
+    let posted = curl(&[
+        "-c",
+        &jar,
+        "-b",
+        &jar,
+        "-H",
+        &referer,
+        "--data",
+        &body,
+        &server.url("/admin/login/"),
+    ]);
     assert_eq!(posted.status, 302, "{}\n{}", posted.text(), server.log());
     assert_eq!(posted.header("location"), Some("/admin/"));
     let index = curl(&["-b", &jar, &server.url("/admin/")]);
-    assert!(index.text().contains("<title>Site administration | Django site admin</title>"), "{}", index.text());
+    assert!(
+        index
+            .text()
+            .contains("<title>Site administration | Django site admin</title>"),
+        "{}",
+        index.text()
+    );
 }
 
 // --- Bottle, Falcon, Pyramid -----------------------------------------------
@@ -256,23 +338,51 @@ fn bottle_app_answers_templates_json_forms_and_cookies() {
     let server = Server::start(&apps::bottle(), &[]);
     let page = curl(&[&server.url("/")]);
     assert_eq!(page.status, 200, "{}", server.log());
-    assert!(page.text().contains("<h1>Bottle in a sandbox</h1>") && page.text().contains("<li>COOKIES</li>"), "{}", page.text());
+    assert!(
+        page.text().contains("<h1>Bottle in a sandbox</h1>") && page.text().contains("<li>COOKIES</li>"),
+        "{}",
+        page.text()
+    );
     assert!(page.text().contains("Escaped: &lt;b&gt;"), "{}", page.text());
     assert_eq!(curl(&[&server.url("/hello/bob")]).text(), "Hello, bob!\n");
-    assert_eq!(json(&curl(&[&server.url("/api/items/7")])), serde_json::json!({"id": 7, "name": "item 7"}));
+    assert_eq!(
+        json(&curl(&[&server.url("/api/items/7")])),
+        serde_json::json!({"id": 7, "name": "item 7"})
+    );
     let missing = curl(&[&server.url("/api/items/700")]);
-    assert_eq!((missing.status, missing.text().as_str()), (404, "not found: no item 700\n"));
-    let echo = curl(&["-H", "Content-Type: application/json", "--data", r#"{"x": [1]}"#, &server.url("/api/echo")]);
+    assert_eq!(
+        (missing.status, missing.text().as_str()),
+        (404, "not found: no item 700\n")
+    );
+    let echo = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"x": [1]}"#,
+        &server.url("/api/echo"),
+    ]);
     assert_eq!(json(&echo), serde_json::json!({"received": {"x": [1]}}));
     let form = curl(&["--data", "name=Ann&colour=blue", &server.url("/form")]);
     assert_eq!(form.text().trim(), "<p>Thanks, Ann! You like blue.</p>");
 
     let (_dir, jar) = cookie_jar();
-    assert_eq!(json(&curl(&["-c", &jar, "-b", &jar, &server.url("/counter")])), serde_json::json!({"count": 1}));
-    assert_eq!(json(&curl(&["-c", &jar, "-b", &jar, &server.url("/counter")])), serde_json::json!({"count": 2}));
+    assert_eq!(
+        json(&curl(&["-c", &jar, "-b", &jar, &server.url("/counter")])),
+        serde_json::json!({"count": 1})
+    );
+    assert_eq!(
+        json(&curl(&["-c", &jar, "-b", &jar, &server.url("/counter")])),
+        serde_json::json!({"count": 2})
+    );
     let moved = curl(&[&server.url("/old")]);
     assert_eq!(moved.status, 301);
-    assert!(moved.header("location").is_some_and(|l| l.ends_with("/hello/redirected")), "{:?}", moved.headers);
+    assert!(
+        moved
+            .header("location")
+            .is_some_and(|l| l.ends_with("/hello/redirected")),
+        "{:?}",
+        moved.headers
+    );
 }
 
 #[test]
@@ -284,8 +394,17 @@ fn falcon_app_answers_media_forms_uploads_and_errors() {
     assert_eq!(json(&item), serde_json::json!({"id": 7, "name": "item 7"}));
     let missing = curl(&[&server.url("/api/items/700")]);
     assert_eq!(missing.status, 404);
-    assert_eq!(json(&missing), serde_json::json!({"title": "404 Not Found", "description": "no item 700"}));
-    let echo = curl(&["-H", "Content-Type: application/json", "--data", r#"{"x": 1}"#, &server.url("/api/echo")]);
+    assert_eq!(
+        json(&missing),
+        serde_json::json!({"title": "404 Not Found", "description": "no item 700"})
+    );
+    let echo = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"x": 1}"#,
+        &server.url("/api/echo"),
+    ]);
     assert_eq!(json(&echo), serde_json::json!({"received": {"x": 1}}));
     let form = curl(&["--data", "name=Ann&colour=blue", &server.url("/form")]);
     assert_eq!(form.text().trim(), "<p>Thanks, Ann! You like blue.</p>");
@@ -294,16 +413,28 @@ fn falcon_app_answers_media_forms_uploads_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data.bin");
     std::fs::write(&file, &data).unwrap();
-    let upload = curl(&["-F", &format!("file=@{}", file.display()), "-F", "note=hi", &server.url("/upload")]);
+    let upload = curl(&[
+        "-F",
+        &format!("file=@{}", file.display()),
+        "-F",
+        "note=hi",
+        &server.url("/upload"),
+    ]);
     assert_eq!(
         json(&upload),
         serde_json::json!({"filename": "data.bin", "size": data.len(), "sha256": sha256_hex(&data), "note": "hi"})
     );
     let boom = curl(&[&server.url("/boom")]);
     assert_eq!(boom.status, 400);
-    assert_eq!(json(&boom), serde_json::json!({"title": "bad value", "description": "something broke"}));
+    assert_eq!(
+        json(&boom),
+        serde_json::json!({"title": "bad value", "description": "something broke"})
+    );
     let moved = curl(&[&server.url("/old")]);
-    assert_eq!((moved.status, moved.header("location")), (301, Some("/hello/redirected")));
+    assert_eq!(
+        (moved.status, moved.header("location")),
+        (301, Some("/hello/redirected"))
+    );
 }
 
 #[test]
@@ -314,17 +445,38 @@ fn pyramid_app_answers_renderers_forms_and_sessions() {
     assert_eq!(item.status, 200, "{}", server.log());
     assert_eq!(json(&item), serde_json::json!({"id": 7, "name": "item 7"}));
     let missing = curl(&[&server.url("/api/items/700")]);
-    assert_eq!((missing.status, missing.text().as_str()), (404, "not found: /api/items/700\n"));
-    let echo = curl(&["-H", "Content-Type: application/json", "--data", r#"{"x": 1}"#, &server.url("/api/echo")]);
+    assert_eq!(
+        (missing.status, missing.text().as_str()),
+        (404, "not found: /api/items/700\n")
+    );
+    let echo = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"x": 1}"#,
+        &server.url("/api/echo"),
+    ]);
     assert_eq!(json(&echo), serde_json::json!({"received": {"x": 1}}));
     let form = curl(&["--data", "name=Ann&colour=blue", &server.url("/form")]);
     assert_eq!(form.text().trim(), "<p>Thanks, Ann! You like blue.</p>");
     let (_dir, jar) = cookie_jar();
-    assert_eq!(json(&curl(&["-c", &jar, "-b", &jar, &server.url("/visit")])), serde_json::json!({"visits": 1}));
-    assert_eq!(json(&curl(&["-c", &jar, "-b", &jar, &server.url("/visit")])), serde_json::json!({"visits": 2}));
+    assert_eq!(
+        json(&curl(&["-c", &jar, "-b", &jar, &server.url("/visit")])),
+        serde_json::json!({"visits": 1})
+    );
+    assert_eq!(
+        json(&curl(&["-c", &jar, "-b", &jar, &server.url("/visit")])),
+        serde_json::json!({"visits": 2})
+    );
     let moved = curl(&[&server.url("/old")]);
     assert_eq!(moved.status, 302);
-    assert!(moved.header("location").is_some_and(|l| l.ends_with("/hello/redirected")), "{:?}", moved.headers);
+    assert!(
+        moved
+            .header("location")
+            .is_some_and(|l| l.ends_with("/hello/redirected")),
+        "{:?}",
+        moved.headers
+    );
 }
 
 // --- The build step --------------------------------------------------------
@@ -336,18 +488,37 @@ fn lazy_import_failure_names_the_module_and_the_preload_fix() {
 
     let module = curl(&[&server.url("/module")]);
     assert_eq!(module.status, 500);
-    assert!(server.wait_for_log("No module named 'colorsys'", Duration::from_secs(5)), "{}", server.log());
-    assert!(server.wait_for_log("--preload colorsys`", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("No module named 'colorsys'", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.wait_for_log("--preload colorsys`", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
 
     let codec = curl(&[&server.url("/codec")]);
     assert_eq!(codec.status, 500);
-    assert!(server.wait_for_log("unknown encoding: cp1140", Duration::from_secs(5)), "{}", server.log());
-    assert!(server.wait_for_log("--preload encodings.cp1140`", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("unknown encoding: cp1140", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.wait_for_log("--preload encodings.cp1140`", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
 fn preload_brings_lazily_imported_modules_into_the_component() {
-    let server = Server::start(&apps::lazy_import(&["--preload", "colorsys", "--preload", "encodings.cp1140"]), &[]);
+    let server = Server::start(
+        &apps::lazy_import(&["--preload", "colorsys", "--preload", "encodings.cp1140"]),
+        &[],
+    );
     let module = curl(&[&server.url("/module")]);
     assert_eq!(module.status, 200, "{}", server.log());
     assert_eq!(json(&module), serde_json::json!({"hls": [0.0, 0.5, 1.0]}));
@@ -358,7 +529,11 @@ fn preload_brings_lazily_imported_modules_into_the_component() {
 #[test]
 fn build_refuses_a_native_only_dependency_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("app.py"), "def app(environ, start_response):\n    return []\n").unwrap();
+    std::fs::write(
+        dir.path().join("app.py"),
+        "def app(environ, start_response):\n    return []\n",
+    )
+    .unwrap();
     let requirements = repo_root().join("tests/fixtures/build/native-requirements.txt");
     let output = Command::new(wsgi_wasm_bin())
         .args(["build", "app:app", "--no-cache", "-o"])
@@ -370,7 +545,10 @@ fn build_refuses_a_native_only_dependency_and_names_it() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("error: ujson cannot run in the sandbox: it has native code"), "{stderr}");
+    assert!(
+        stderr.contains("error: ujson cannot run in the sandbox: it has native code"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("app.wasm").exists());
 }
 
@@ -388,7 +566,10 @@ fn build_sees_the_venv_it_is_given_and_not_the_active_one() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "the active virtualenv leaked into the build:\n{stderr}");
+    assert!(
+        !output.status.success(),
+        "the active virtualenv leaked into the build:\n{stderr}"
+    );
     assert!(stderr.contains("No module named 'venv_only_dep'"), "{stderr}");
 
     let server = Server::start(&apps::uses_venv(), &[]);
@@ -406,7 +587,10 @@ fn bundled_files_read_like_files_and_stay_read_only() {
     assert_eq!(report["package_data"], "package data of venv_only_dep\n");
     assert_eq!(report["version"], "1.2.3");
     let write = report["write"].as_str().unwrap();
-    assert!(write.starts_with("PermissionError: ") && write.contains("Read-only file system"), "{write}");
+    assert!(
+        write.starts_with("PermissionError: ") && write.contains("Read-only file system"),
+        "{write}"
+    );
     // No filesystem, so temporary files live in memory.
     assert_eq!(report["temporary_file"], 1000);
 }

@@ -34,7 +34,10 @@ fn http10_gets_a_complete_response_and_the_connection_closes() {
     let text = exchange(&server, b"GET /stream?n=2 HTTP/1.0\r\n\r\n");
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("chunked"), "HTTP/1.0 has no chunked coding: {head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("chunked"),
+        "HTTP/1.0 has no chunked coding: {head}"
+    );
     assert_eq!(body, "chunk 0\nchunk 1\n");
 }
 
@@ -46,7 +49,10 @@ fn request_line_over_64_kib_gets_414() {
     assert!(text.starts_with("HTTP/1.1 414 "), "{}", &text[..text.len().min(200)]);
     // Just under the limit is served.
     let path = format!("/hello/{}", "a".repeat(60 * 1024));
-    let text = exchange(&server, format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes());
+    let text = exchange(
+        &server,
+        format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{}", &text[..text.len().min(200)]);
 }
 
@@ -54,10 +60,16 @@ fn request_line_over_64_kib_gets_414() {
 fn too_many_or_too_large_headers_get_431() {
     let server = Server::start(&python_fixtures(), &[]);
     let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let text = exchange(&server, format!("GET /hello HTTP/1.1\r\nHost: h\r\n{many}\r\n").as_bytes());
+    let text = exchange(
+        &server,
+        format!("GET /hello HTTP/1.1\r\nHost: h\r\n{many}\r\n").as_bytes(),
+    );
     assert!(text.starts_with("HTTP/1.1 431 "), "{}", &text[..text.len().min(200)]);
     let big = format!("X-Big: {}\r\n", "b".repeat(200 * 1024));
-    let text = exchange(&server, format!("GET /hello HTTP/1.1\r\nHost: h\r\n{big}\r\n").as_bytes());
+    let text = exchange(
+        &server,
+        format!("GET /hello HTTP/1.1\r\nHost: h\r\n{big}\r\n").as_bytes(),
+    );
     assert!(text.starts_with("HTTP/1.1 431 "), "{}", &text[..text.len().min(200)]);
 }
 
@@ -114,7 +126,10 @@ fn chunked_with_content_length_is_framed_by_chunked_and_the_connection_closes() 
     assert_eq!(info["body_length"], 5, "{text}");
     assert_eq!(info["content_length"], serde_json::Value::Null, "{text}");
     assert_eq!(response.header("connection"), Some("close"));
-    assert!(!text.contains("Hello from the sandbox"), "the smuggled request was served: {text}");
+    assert!(
+        !text.contains("Hello from the sandbox"),
+        "the smuggled request was served: {text}"
+    );
 }
 
 #[test]

@@ -39,7 +39,11 @@ fn check_all_methods(chunked: bool) {
         let result = read_with(&server, method, chunked);
         assert_eq!(result["pieces"], expected, "{method} (chunked: {chunked})");
         if method != "readlines_hint" {
-            assert_eq!(result["after_end"], json!(["", "", ""]), "reading past the end gives b'' ({method})");
+            assert_eq!(
+                result["after_end"],
+                json!(["", "", ""]),
+                "reading past the end gives b'' ({method})"
+            );
         }
     }
 }
@@ -55,12 +59,22 @@ fn chunked_request_bodies_read_the_same_and_input_is_terminated() {
     let server = Server::start(&python_fixtures(), &[]);
     let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let response = curl_with_stdin(
-        &["--data-binary", "@-", "-H", "Transfer-Encoding: chunked", &server.url("/read_all")],
+        &[
+            "--data-binary",
+            "@-",
+            "-H",
+            "Transfer-Encoding: chunked",
+            &server.url("/read_all"),
+        ],
         Some(&body),
     );
     let info: Value = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(info["body_length"], 1_000_000);
-    assert_eq!(info["content_length"], Value::Null, "no CONTENT_LENGTH for a chunked body");
+    assert_eq!(
+        info["content_length"],
+        Value::Null,
+        "no CONTENT_LENGTH for a chunked body"
+    );
     assert_eq!(info["input_terminated"], true);
 }
 
@@ -91,7 +105,9 @@ fn expect_100_continue_is_answered_only_when_the_app_reads() {
     // The app reads: the client gets 100 Continue before sending the body.
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
     assert_eq!(read_head(&mut stream), "HTTP/1.1 100 Continue\r\n\r\n");
     stream.write_all(b"hello").unwrap();
     let head = read_head(&mut stream);
@@ -103,7 +119,9 @@ fn expect_100_continue_is_answered_only_when_the_app_reads() {
     // The app does not read: no 100 Continue, straight to the final response.
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(b"POST /ignore_body HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    stream
+        .write_all(b"POST /ignore_body HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
     let head = read_head(&mut stream);
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
 }

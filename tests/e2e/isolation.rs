@@ -38,7 +38,10 @@ fn sandbox_grants_no_files_no_environment_and_no_sockets() {
     let server = Server::start(&python_fixtures(), &[]);
     let report: Value = serde_json::from_slice(&curl(&[&server.url("/sandbox_probe")]).body).unwrap();
     let get = |k: &str| report[k].as_str().unwrap().to_owned();
-    assert!(get("open_etc_passwd").starts_with("denied: FileNotFoundError"), "{report}");
+    assert!(
+        get("open_etc_passwd").starts_with("denied: FileNotFoundError"),
+        "{report}"
+    );
     assert!(get("write_tmp").starts_with("denied: "), "{report}");
     assert!(get("socket_connect").starts_with("denied: "), "{report}");
     assert!(get("getenv_path").starts_with("denied: KeyError"), "{report}");
@@ -46,7 +49,10 @@ fn sandbox_grants_no_files_no_environment_and_no_sockets() {
     // "/" holds only the app's own bundled modules, nothing of the host's.
     let listing = get("list_root");
     for host_dir in ["etc", "home", "root", "proc", "usr", "tmp", "work"] {
-        assert!(!listing.contains(&format!("'{host_dir}'")), "host directory visible: {listing}");
+        assert!(
+            !listing.contains(&format!("'{host_dir}'")),
+            "host directory visible: {listing}"
+        );
     }
 }
 
@@ -56,8 +62,15 @@ fn faults_fail_only_their_own_request_while_healthy_traffic_flows() {
     let counts = load(server.addr, &[("/panic", 400), ("/trap", 400), ("/hello", 1000)], 4);
     assert_eq!(counts["/panic"]["500"], 400, "{counts}");
     assert_eq!(counts["/trap"]["500"], 400, "{counts}");
-    assert_eq!(counts["/hello"], serde_json::json!({"200": 1000}), "healthy requests failed: {counts}");
-    assert!(server.wait_for_log("[fixtures_rust] trap: trapped: wasm trap: wasm `unreachable` instruction executed", Duration::from_secs(5)));
+    assert_eq!(
+        counts["/hello"],
+        serde_json::json!({"200": 1000}),
+        "healthy requests failed: {counts}"
+    );
+    assert!(server.wait_for_log(
+        "[fixtures_rust] trap: trapped: wasm trap: wasm `unreachable` instruction executed",
+        Duration::from_secs(5)
+    ));
 }
 
 #[test]
@@ -74,10 +87,12 @@ fn excess_requests_wait_in_a_bounded_queue_then_get_503() {
     let server = Server::start(&python_fixtures(), &["--instances", "1", "--queue", "1"]);
     let url = server.url("/sleep?s=2");
     let started = Instant::now();
-    let slow: Vec<_> = (0..2).map(|_| {
-        let url = url.clone();
-        std::thread::spawn(move || curl(&[&url]).status)
-    }).collect();
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || curl(&[&url]).status)
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(500));
     // One running, one queued: a third is refused at once.
     let refused = curl(&[&server.url("/hello")]);
@@ -109,27 +124,50 @@ fn apps_mounted_at_prefixes_each_get_their_prefix_as_script_name() {
 #[test]
 fn faults_in_one_app_leave_other_apps_and_healthy_requests_alone() {
     let (py, rs) = (python_fixtures(), rust_fixtures());
-    let server = Server::start_apps(&[&spec("/py", &py, ",instances=2"), &spec("/rs", &rs, ",instances=4")], &[]);
+    let server = Server::start_apps(
+        &[&spec("/py", &py, ",instances=2"), &spec("/rs", &rs, ",instances=4")],
+        &[],
+    );
     let counts = load(
         server.addr,
-        &[("/rs/trap", 500), ("/rs/panic", 500), ("/rs/hello", 500), ("/py/hello", 500)],
+        &[
+            ("/rs/trap", 500),
+            ("/rs/panic", 500),
+            ("/rs/hello", 500),
+            ("/py/hello", 500),
+        ],
         4,
     );
     assert_eq!(counts["/rs/trap"], serde_json::json!({"500": 500}), "{counts}");
     assert_eq!(counts["/rs/panic"], serde_json::json!({"500": 500}), "{counts}");
-    assert_eq!(counts["/rs/hello"], serde_json::json!({"200": 500}), "same-app healthy requests failed: {counts}");
-    assert_eq!(counts["/py/hello"], serde_json::json!({"200": 500}), "other-app healthy requests failed: {counts}");
+    assert_eq!(
+        counts["/rs/hello"],
+        serde_json::json!({"200": 500}),
+        "same-app healthy requests failed: {counts}"
+    );
+    assert_eq!(
+        counts["/py/hello"],
+        serde_json::json!({"200": 500}),
+        "other-app healthy requests failed: {counts}"
+    );
 }
 
 #[test]
 fn isolation_mode_is_selectable_per_app() {
     let py = python_fixtures();
     let server = Server::start_apps(
-        &[&spec("/pooled", &py, ",instances=1"), &spec("/fresh", &py, ",isolation=request")],
+        &[
+            &spec("/pooled", &py, ",instances=1"),
+            &spec("/fresh", &py, ",isolation=request"),
+        ],
         &[],
     );
-    let pooled: Vec<String> = (0..3).map(|_| curl(&[&server.url("/pooled/global_counter")]).text()).collect();
-    let fresh: Vec<String> = (0..3).map(|_| curl(&[&server.url("/fresh/global_counter")]).text()).collect();
+    let pooled: Vec<String> = (0..3)
+        .map(|_| curl(&[&server.url("/pooled/global_counter")]).text())
+        .collect();
+    let fresh: Vec<String> = (0..3)
+        .map(|_| curl(&[&server.url("/fresh/global_counter")]).text())
+        .collect();
     assert_eq!(pooled, ["1", "2", "3"]);
     assert_eq!(fresh, ["1", "1", "1"]);
     assert!(server.log().contains("app python-fixtures"), "{}", server.log());

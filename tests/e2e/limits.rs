@@ -17,24 +17,47 @@ fn memory_bombs_get_500_and_host_memory_stays_bounded() {
     let max_memory_mib = 128;
     let server = Server::start(
         &python_fixtures(),
-        &["--instances", &instances.to_string(), "--max-memory", &format!("{max_memory_mib}MiB")],
+        &[
+            "--instances",
+            &instances.to_string(),
+            "--max-memory",
+            &format!("{max_memory_mib}MiB"),
+        ],
     );
     curl(&[&server.url("/hello")]);
     let (baseline, _) = rss_mib(server.pid());
-    let counts = load(server.addr, &[("/memory_bomb?how=one", 8), ("/memory_bomb?how=many", 8)], instances);
-    assert_eq!(counts["/memory_bomb?how=one"], serde_json::json!({"500": 8}), "{counts}");
-    assert_eq!(counts["/memory_bomb?how=many"], serde_json::json!({"500": 8}), "{counts}");
+    let counts = load(
+        server.addr,
+        &[("/memory_bomb?how=one", 8), ("/memory_bomb?how=many", 8)],
+        instances,
+    );
+    assert_eq!(
+        counts["/memory_bomb?how=one"],
+        serde_json::json!({"500": 8}),
+        "{counts}"
+    );
+    assert_eq!(
+        counts["/memory_bomb?how=many"],
+        serde_json::json!({"500": 8}),
+        "{counts}"
+    );
     assert!(server.log().contains("MemoryError"), "{}", server.log());
     let (_, peak) = rss_mib(server.pid());
     // Each bomb wants 1 GiB or more; the host may hold at most every instance at
     // its limit on top of what it used before.
     let bound = baseline + instances as u64 * max_memory_mib * MIB + 64;
-    assert!(peak <= bound, "peak RSS {peak} MiB over {bound} MiB (baseline {baseline} MiB)");
+    assert!(
+        peak <= bound,
+        "peak RSS {peak} MiB over {bound} MiB (baseline {baseline} MiB)"
+    );
     assert_eq!(curl(&[&server.url("/hello")]).status, 200);
     // Instances whose heap grew near the limit are replaced, giving the memory back.
     assert!(server.log().contains("recycle: instance grew to"), "{}", server.log());
     let (after, _) = rss_mib(server.pid());
-    assert!(after <= baseline + 32, "RSS stayed at {after} MiB after the bombs (baseline {baseline} MiB)");
+    assert!(
+        after <= baseline + 32,
+        "RSS stayed at {after} MiB after the bombs (baseline {baseline} MiB)"
+    );
 }
 
 #[test]
@@ -46,8 +69,14 @@ fn busy_loop_is_stopped_at_the_cpu_limit_with_504_and_the_app_recovers() {
         let elapsed = started.elapsed();
         assert_eq!(response.status, 504, "{}", response.text());
         // The limit plus one 10 ms tick, and some slack for a loaded machine.
-        assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1500), "stopped after {elapsed:?}");
-        assert!(server.wait_for_log("cpu-timeout: stopped after using its 1s of CPU time", Duration::from_secs(5)));
+        assert!(
+            elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1500),
+            "stopped after {elapsed:?}"
+        );
+        assert!(server.wait_for_log(
+            "cpu-timeout: stopped after using its 1s of CPU time",
+            Duration::from_secs(5)
+        ));
         let next = curl(&[&server.url("/hello")]);
         assert_eq!(next.status, 200, "the same app serves the next request");
     }
@@ -71,7 +100,10 @@ fn busy_guest_does_not_starve_other_requests() {
     }
     // Spinning guests yield every 10 ms tick, so a small request waits a few ticks
     // at most, not until the spinners are stopped (3 s).
-    assert!(worst < Duration::from_millis(500), "a request waited {worst:?} behind spinning guests");
+    assert!(
+        worst < Duration::from_millis(500),
+        "a request waited {worst:?} behind spinning guests"
+    );
     for t in loops {
         assert_eq!(t.join().unwrap(), 504);
     }
@@ -81,7 +113,9 @@ fn busy_guest_does_not_starve_other_requests() {
 fn slow_request_body_times_out_with_408_and_frees_the_instance() {
     let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
     let mut stalled = TcpStream::connect(server.addr).unwrap();
-    stalled.write_all(b"POST /read_all HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nonly a few bytes").unwrap();
+    stalled
+        .write_all(b"POST /read_all HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nonly a few bytes")
+        .unwrap();
     stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let started = Instant::now();
     let mut response = Vec::new();
@@ -91,7 +125,11 @@ fn slow_request_body_times_out_with_408_and_frees_the_instance() {
         assert!(n > 0, "connection closed without a response");
         response.extend_from_slice(&buf[..n]);
     }
-    assert!(response.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&response));
+    assert!(
+        response.starts_with(b"HTTP/1.1 408 "),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     // The one instance is free again while the stalled client still holds its socket.
     assert_eq!(curl(&[&server.url("/hello")]).status, 200);
@@ -101,10 +139,19 @@ fn slow_request_body_times_out_with_408_and_frees_the_instance() {
 fn client_that_stops_reading_frees_the_instance_after_the_io_timeout() {
     let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
     let mut lazy = TcpStream::connect(server.addr).unwrap();
-    lazy.write_all(b"GET /big_write?mb=100 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    lazy.write_all(b"GET /big_write?mb=100 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
     // Never read. The guest's write waits, then gives up after --io-timeout.
-    assert!(server.wait_for_log("\"GET /big_write?mb=100 HTTP/1.1\" 200", Duration::from_secs(10)), "{}", server.log());
-    assert!(server.log().contains("client did not read the response"), "{}", server.log());
+    assert!(
+        server.wait_for_log("\"GET /big_write?mb=100 HTTP/1.1\" 200", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("client did not read the response"),
+        "{}",
+        server.log()
+    );
     let started = Instant::now();
     assert_eq!(curl(&[&server.url("/hello")]).status, 200);
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -115,13 +162,22 @@ fn client_that_stops_reading_frees_the_instance_after_the_io_timeout() {
 fn declared_body_over_the_limit_gets_413_before_the_app_runs() {
     let server = Server::start(&python_fixtures(), &["--max-body-size", "1KiB", "--instances", "1"]);
     let body = vec![b'a'; 2048];
-    let response = crate::support::client::curl_with_stdin(&["--data-binary", "@-", &server.url("/close_counter?mode=ok")], Some(&body));
+    let response = crate::support::client::curl_with_stdin(
+        &["--data-binary", "@-", &server.url("/close_counter?mode=ok")],
+        Some(&body),
+    );
     assert_eq!(response.status, 413);
     let counts: serde_json::Value = serde_json::from_slice(&curl(&[&server.url("/close_counter/count")]).body).unwrap();
     assert_eq!(counts["ok"], 0, "the app ran for a refused body");
     // A chunked body has no declared size: it is cut off when it passes the limit.
     let response = crate::support::client::curl_with_stdin(
-        &["--data-binary", "@-", "-H", "Transfer-Encoding: chunked", &server.url("/read_all")],
+        &[
+            "--data-binary",
+            "@-",
+            "-H",
+            "Transfer-Encoding: chunked",
+            &server.url("/read_all"),
+        ],
         Some(&body),
     );
     assert_eq!(response.status, 413, "{}", response.text());
@@ -143,7 +199,10 @@ fn send_and_wait_for_close(server: &Server, request: &[u8]) -> (String, Duration
 fn slow_request_head_is_cut_off_at_the_header_timeout() {
     let server = Server::start(&python_fixtures(), &["--header-timeout", "1s"]);
     let (_, waited) = send_and_wait_for_close(&server, b"GET /hello HTTP/1.1\r\nHost: h\r\n");
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
 }
 
 #[test]
@@ -151,7 +210,10 @@ fn idle_keep_alive_connection_is_closed_at_the_header_timeout() {
     let server = Server::start(&python_fixtures(), &["--header-timeout", "1s"]);
     let (text, waited) = send_and_wait_for_close(&server, b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(text.contains("Hello from the sandbox!"), "{text}");
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "idle connection closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "idle connection closed after {waited:?}"
+    );
 }
 
 #[test]
@@ -159,13 +221,24 @@ fn a_million_response_headers_are_refused_without_host_memory_growth() {
     let server = Server::start(&python_fixtures(), &["--instances", "1"]);
     curl(&[&server.url("/hello")]);
     let (before, _) = rss_mib(server.pid());
-    let raw = raw_exchange(server.addr, b"GET /many_headers HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", Duration::from_secs(30));
-    assert!(raw.starts_with(b"HTTP/1.1 500 "), "{}", String::from_utf8_lossy(&raw[..raw.len().min(300)]));
+    let raw = raw_exchange(
+        server.addr,
+        b"GET /many_headers HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(30),
+    );
+    assert!(
+        raw.starts_with(b"HTTP/1.1 500 "),
+        "{}",
+        String::from_utf8_lossy(&raw[..raw.len().min(300)])
+    );
     assert!(!String::from_utf8_lossy(&raw).contains("SECRET"));
     let (after, peak) = rss_mib(server.pid());
     // The guest's list lives in its own memory (counted in RSS too); the host
     // refuses it by length without copying: no host-side spike beyond that.
-    assert!(peak < before + 120, "RSS went from {before} to a peak of {peak} MiB (now {after})");
+    assert!(
+        peak < before + 120,
+        "RSS went from {before} to a peak of {peak} MiB (now {after})"
+    );
 }
 
 #[test]
@@ -176,7 +249,9 @@ fn a_huge_single_write_streams_without_a_host_copy() {
     let mut stream = TcpStream::connect(server.addr).unwrap();
     // 100 MiB: componentize-py copies the bytes object into the call's argument,
     // so a single write needs twice its size inside the 256 MiB guest.
-    stream.write_all(b"GET /big_write?mb=100 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /big_write?mb=100 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut total = 0usize;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -192,7 +267,10 @@ fn a_huge_single_write_streams_without_a_host_copy() {
     let (_, peak) = rss_mib(server.pid());
     // The guest's own buffer and the call's copy of it (2 x 100 MiB) are in its
     // linear memory; a host-side copy would add another 100 MiB.
-    assert!(peak < before + 2 * 100 + 60, "RSS went from {before} MiB to a peak of {peak} MiB");
+    assert!(
+        peak < before + 2 * 100 + 60,
+        "RSS went from {before} MiB to a peak of {peak} MiB"
+    );
 }
 
 #[test]
@@ -203,7 +281,11 @@ fn recursion_gives_500_and_never_takes_the_process_down() {
     assert!(server.wait_for_log("RecursionError", Duration::from_secs(5)));
     let native = curl(&[&server.url("/recursion?how=unlimited")]);
     assert_eq!(native.status, 500);
-    assert!(server.wait_for_log("trap: trapped: wasm trap: call stack exhausted", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("trap: trapped: wasm trap: call stack exhausted", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
     let rust = Server::start(&rust_fixtures(), &[]);
     assert_eq!(curl(&[&rust.url("/recurse")]).status, 500);
     assert_eq!(curl(&[&rust.url("/recurse/native")]).status, 500);
@@ -215,8 +297,16 @@ fn recursion_gives_500_and_never_takes_the_process_down() {
 fn repeated_large_writes_do_not_accumulate_in_guest_memory() {
     // 200 x 1 MiB through one 64 MiB instance: any per-write leak would run it
     // out of memory within the first 64 requests.
-    let server = Server::start(&python_fixtures(), &["--instances", "1", "--max-memory", "64MiB", "--no-access-log"]);
+    let server = Server::start(
+        &python_fixtures(),
+        &["--instances", "1", "--max-memory", "64MiB", "--no-access-log"],
+    );
     let counts = load(server.addr, &[("/big_write?mb=1", 200)], 1);
-    assert_eq!(counts["/big_write?mb=1"], serde_json::json!({"200": 200}), "{counts}\n{}", server.log());
+    assert_eq!(
+        counts["/big_write?mb=1"],
+        serde_json::json!({"200": 200}),
+        "{counts}\n{}",
+        server.log()
+    );
     assert!(!server.log().contains("trap"), "{}", server.log());
 }

@@ -23,31 +23,55 @@ fn assert_clean_500(raw: &[u8]) {
     let response = parse_response(raw).unwrap_or_else(|| panic!("no response: {text:?}"));
     assert_eq!(response.status, 500, "{text}");
     assert!(!text.contains("SECRET"), "the app's body leaked: {text}");
-    assert!(!text.to_ascii_lowercase().contains("x-evil"), "the app's header leaked: {text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("x-evil"),
+        "the app's header leaked: {text}"
+    );
 }
 
 fn encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
 #[test]
 fn status_must_be_three_digits_a_space_and_a_reason() {
     let server = Server::start(&python_fixtures(), &[]);
-    for status in ["200", "200OK", "20 OK", "2000 OK", "abc OK", "99 X", "101 Switching Protocols"] {
+    for status in [
+        "200",
+        "200OK",
+        "20 OK",
+        "2000 OK",
+        "abc OK",
+        "99 X",
+        "101 Switching Protocols",
+    ] {
         assert_clean_500(&get(&server, &format!("/invalid_response?status={}", encode(status))));
     }
     let ok = parse_response(&get(&server, "/invalid_response?status=299%20Fine%20Thanks")).unwrap();
     assert_eq!(ok.status, 299);
-    assert!(ok.text().contains("SECRET"), "a valid response is sent as the app made it");
+    assert!(
+        ok.text().contains("SECRET"),
+        "a valid response is sent as the app made it"
+    );
 }
 
 #[test]
 fn custom_reason_phrase_is_sent_as_written() {
     let server = Server::start(&python_fixtures(), &[]);
     let raw = get(&server, "/invalid_response?status=200%20Very%20Fine");
-    assert!(raw.starts_with(b"HTTP/1.1 200 Very Fine\r\n"), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200 Very Fine\r\n"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
 }
 
 #[test]
@@ -62,7 +86,10 @@ fn header_with_cr_lf_or_control_characters_is_refused() {
         ("X Evil", "v"),
         ("X-Evil:", "v"),
     ] {
-        let raw = get(&server, &format!("/invalid_response?name={}&value={}", encode(name), encode(value)));
+        let raw = get(
+            &server,
+            &format!("/invalid_response?name={}&value={}", encode(name), encode(value)),
+        );
         assert_clean_500(&raw);
         assert!(!String::from_utf8_lossy(&raw).contains("pwned"));
     }
@@ -71,17 +98,36 @@ fn header_with_cr_lf_or_control_characters_is_refused() {
 #[test]
 fn header_that_is_not_latin1_is_refused() {
     let server = Server::start(&python_fixtures(), &[]);
-    assert_clean_500(&get(&server, &format!("/invalid_response?name=X-Evil&value={}", encode("\u{263a}"))));
+    assert_clean_500(&get(
+        &server,
+        &format!("/invalid_response?name=X-Evil&value={}", encode("\u{263a}")),
+    ));
     // latin-1 itself is fine, and arrives as those bytes.
-    let raw = get(&server, &format!("/invalid_response?name=X-Latin&value={}", encode("caf\u{e9}")));
+    let raw = get(
+        &server,
+        &format!("/invalid_response?name=X-Latin&value={}", encode("caf\u{e9}")),
+    );
     let needle = b"x-latin: caf\xe9\r\n";
-    assert!(raw.windows(needle.len()).any(|w| w == needle), "{:?}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.windows(needle.len()).any(|w| w == needle),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
 }
 
 #[test]
 fn hop_by_hop_headers_are_refused() {
     let server = Server::start(&python_fixtures(), &[]);
-    for name in ["Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "TE", "Trailer", "Proxy-Authenticate", "Proxy-Connection"] {
+    for name in [
+        "Connection",
+        "Keep-Alive",
+        "Transfer-Encoding",
+        "Upgrade",
+        "TE",
+        "Trailer",
+        "Proxy-Authenticate",
+        "Proxy-Connection",
+    ] {
         let raw = get(&server, &format!("/invalid_response?name={name}&value=x"));
         assert_clean_500(&raw);
     }
@@ -91,7 +137,11 @@ fn hop_by_hop_headers_are_refused() {
 fn start_response_twice_without_exc_info_is_an_error() {
     let server = Server::start(&python_fixtures(), &[]);
     assert_clean_500(&get(&server, "/start_response_twice"));
-    assert!(server.wait_for_log("headers already set", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("headers already set", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
@@ -113,9 +163,16 @@ fn exc_info_after_headers_are_sent_aborts_the_connection() {
     // Chunked framing without the terminating 0-chunk: a truncated response, not a clean end.
     assert!(!text.ends_with("0\r\n\r\n"), "response ended cleanly: {text:?}");
     assert!(!text.contains("never sent"), "{text}");
-    assert!(server.wait_for_log("(aborted)", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("(aborted)", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
     // curl agrees that the transfer broke.
-    let output = std::process::Command::new("curl").args(["-sS", &server.url("/exc_info_after_headers")]).output().unwrap();
+    let output = std::process::Command::new("curl")
+        .args(["-sS", &server.url("/exc_info_after_headers")])
+        .output()
+        .unwrap();
     assert!(!output.status.success(), "curl saw a complete response");
 }
 
@@ -145,7 +202,9 @@ fn close_is_called_exactly_once_on_success_on_error_and_on_disconnect() {
 
     // Hang up in the middle of an endless stream.
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.write_all(b"GET /close_counter?mode=slow HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /close_counter?mode=slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
     let mut buf = vec![0u8; 65536];
     let mut got = 0;
     while got < 100_000 {
@@ -158,7 +217,11 @@ fn close_is_called_exactly_once_on_success_on_error_and_on_disconnect() {
     }
     let counts = close_counts(&server);
     assert_eq!(counts, serde_json::json!({"ok": 1, "raise": 1, "slow": 1}));
-    assert!(server.wait_for_log("client disconnected", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("client disconnected", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
@@ -170,7 +233,9 @@ fn content_length_cuts_off_extra_bytes() {
         Duration::from_secs(10),
     );
     let text = String::from_utf8_lossy(&raw);
-    let (first, second) = text.split_once("\r\n\r\n12345").expect("first body is exactly the declared 5 bytes");
+    let (first, second) = text
+        .split_once("\r\n\r\n12345")
+        .expect("first body is exactly the declared 5 bytes");
     assert!(first.contains("content-length: 5"), "{first}");
     assert!(!text.contains("67890"), "bytes past Content-Length were sent: {text}");
     // The connection stays in sync: the next response follows right after.
@@ -204,7 +269,11 @@ fn app_returning_none_or_str_gives_500() {
     let server = Server::start(&python_fixtures(), &[]);
     assert_clean_500(&get(&server, "/returns_none"));
     assert_clean_500(&get(&server, "/returns_str"));
-    assert!(server.wait_for_log("must return an iterable of bytes, not str", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("must return an iterable of bytes, not str", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
@@ -218,9 +287,16 @@ fn head_sends_headers_and_no_body() {
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"));
-    assert!(head.contains("content-length: 20"), "HEAD keeps the GET's length: {head}");
+    assert!(
+        head.contains("content-length: 20"),
+        "HEAD keeps the GET's length: {head}"
+    );
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "a HEAD body was sent: {rest:?}");
-    let streamed = raw_exchange(server.addr, b"HEAD /stream HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", Duration::from_secs(10));
+    let streamed = raw_exchange(
+        server.addr,
+        b"HEAD /stream HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
     let text = String::from_utf8_lossy(&streamed);
     assert!(text.ends_with("\r\n\r\n"), "{text:?}");
     assert!(!text.contains("chunk"), "{text}");

@@ -21,9 +21,16 @@ fn shutdown_with(signal: &str) {
     let code = server.signal_and_wait(signal, Duration::from_secs(15));
     assert_eq!(code, Some(0), "exit status after {signal}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    let ok = in_flight.into_iter().map(|t| t.join().unwrap()).filter(|r| r.status == 200 && r.text() == "slept\n").count();
+    let ok = in_flight
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|r| r.status == 200 && r.text() == "slept\n")
+        .count();
     assert_eq!(ok, 20, "requests lost at shutdown");
-    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after shutdown");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[test]

@@ -23,14 +23,20 @@ fn demo_app_prints_hello_world_and_the_sorted_environ() {
     assert!(items.contains(&"QUERY_STRING = 'abc'"), "{text}");
     assert!(items.contains(&"REQUEST_METHOD = 'GET'"), "{text}");
     assert!(items.contains(&"GATEWAY_INTERFACE = 'CGI/1.1'"), "{text}");
-    assert!(items.contains(&format!("SERVER_PORT = '{}'", server.addr.port()).as_str()), "{text}");
+    assert!(
+        items.contains(&format!("SERVER_PORT = '{}'", server.addr.port()).as_str()),
+        "{text}"
+    );
     assert!(items.contains(&"wsgi.version = (1, 0)"), "{text}");
     let keys: Vec<&str> = items.iter().map(|l| l.split(" = ").next().unwrap()).collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "demo_app prints the environ sorted");
     // A one-item body goes out with a Content-Length, as wsgiref sends it.
-    assert_eq!(response.header("content-length"), Some(response.body.len().to_string().as_str()));
+    assert_eq!(
+        response.header("content-length"),
+        Some(response.body.len().to_string().as_str())
+    );
 }
 
 #[test]
@@ -38,7 +44,13 @@ fn post_body_is_echoed_byte_exact_through_curl() {
     let server = Server::start(&python_fixtures(), &[]);
     let body: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     let response = curl_with_stdin(
-        &["--data-binary", "@-", "-H", "Content-Type: application/x-test", &server.url("/echo")],
+        &[
+            "--data-binary",
+            "@-",
+            "-H",
+            "Content-Type: application/x-test",
+            &server.url("/echo"),
+        ],
         Some(&body),
     );
     assert_eq!(response.status, 200);
@@ -50,10 +62,21 @@ fn post_body_is_echoed_byte_exact_through_curl() {
 #[test]
 fn post_body_is_echoed_byte_exact_through_python_http_client() {
     let server = Server::start(&python_fixtures(), &[]);
-    let body: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let response = python_request(&server.url("/echo"), "POST", &body, &[("Content-Type", "application/octet-stream")]);
+    let body: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let response = python_request(
+        &server.url("/echo"),
+        "POST",
+        &body,
+        &[("Content-Type", "application/octet-stream")],
+    );
     assert_eq!(response.status, 200);
-    assert!(response.body == body, "echoed body differs ({} bytes back)", response.body.len());
+    assert!(
+        response.body == body,
+        "echoed body differs ({} bytes back)",
+        response.body.len()
+    );
 }
 
 #[test]
@@ -76,7 +99,10 @@ fn generator_body_streams_as_chunks() {
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "{head}"
+    );
     // Each generator item is its own chunk on the wire, then the last-chunk marker.
     assert_eq!(body, "8\r\nchunk 0\n\r\n8\r\nchunk 1\n\r\n8\r\nchunk 2\n\r\n0\r\n\r\n");
 
@@ -102,10 +128,18 @@ fn one_access_log_line_per_request() {
     let server = Server::start(&python_fixtures(), &[]);
     curl(&[&server.url("/hello?x=1")]);
     curl(&["-X", "POST", "--data-binary", "abc", &server.url("/echo")]);
-    assert!(server.wait_for_log("\"POST /echo HTTP/1.1\" 200 3 ", Duration::from_secs(5)), "{}", server.log());
+    assert!(
+        server.wait_for_log("\"POST /echo HTTP/1.1\" 200 3 ", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
     let log = server.log();
     assert_eq!(log.matches("\"GET /hello?x=1 HTTP/1.1\" 200 24 ").count(), 1, "{log}");
-    assert!(log.lines().any(|l| l.contains("127.0.0.1 \"GET /hello?x=1 HTTP/1.1\" 200 24 ") && l.ends_with("ms")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("127.0.0.1 \"GET /hello?x=1 HTTP/1.1\" 200 24 ") && l.ends_with("ms")),
+        "{log}"
+    );
 }
 
 /// Starts `serve` on a port that is already taken: the command must fail on the
@@ -130,7 +164,10 @@ fn serve_fails_before_binding(app: &std::path::Path) -> String {
 #[test]
 fn missing_app_file_fails_with_one_line_before_binding() {
     let stderr = serve_fails_before_binding(std::path::Path::new("/nonexistent/app.wasm"));
-    assert!(stderr.starts_with("error: cannot read /nonexistent/app.wasm: "), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot read /nonexistent/app.wasm: "),
+        "{stderr}"
+    );
     assert!(stderr.contains("No such file"), "{stderr}");
 }
 
@@ -145,11 +182,17 @@ fn non_component_files_fail_with_one_line_before_binding() {
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let stderr = serve_fails_before_binding(&core);
-    assert!(stderr.contains("core.wasm is a core WebAssembly module, not a component"), "{stderr}");
+    assert!(
+        stderr.contains("core.wasm is a core WebAssembly module, not a component"),
+        "{stderr}"
+    );
 
     // A component, but not one implementing the WSGI world.
     let other = dir.path().join("empty-component.wasm");
     std::fs::write(&other, b"\0asm\x0d\0\x01\0").unwrap();
     let stderr = serve_fails_before_binding(&other);
-    assert!(stderr.contains("empty-component.wasm does not fit the wsgi-wasm ABI"), "{stderr}");
+    assert!(
+        stderr.contains("empty-component.wasm does not fit the wsgi-wasm ABI"),
+        "{stderr}"
+    );
 }

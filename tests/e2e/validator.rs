@@ -42,7 +42,13 @@ fn validator_passes_for_chunked_request_bodies() {
     let server = Server::start(&python_fixtures(), &[]);
     let body = vec![7u8; 500_000];
     let response = curl_with_stdin(
-        &["--data-binary", "@-", "-H", "Transfer-Encoding: chunked", &server.url("/validate/read_all")],
+        &[
+            "--data-binary",
+            "@-",
+            "-H",
+            "Transfer-Encoding: chunked",
+            &server.url("/validate/read_all"),
+        ],
         Some(&body),
     );
     let got = info(&response);
@@ -56,7 +62,11 @@ fn validator_passes_for_unicode_and_percent_encoded_paths_and_queries() {
     for (target, path_info, query) in [
         ("/validate/read_all/caf%C3%A9", "/validate/read_all/caf\u{c3}\u{a9}", ""),
         ("/validate/read_all/%E5%2Fx", "/validate/read_all/\u{e5}/x", ""),
-        ("/validate/read_all/a%20b?q=%E2%98%BA&x", "/validate/read_all/a b", "q=%E2%98%BA&x"),
+        (
+            "/validate/read_all/a%20b?q=%E2%98%BA&x",
+            "/validate/read_all/a b",
+            "q=%E2%98%BA&x",
+        ),
     ] {
         let got = info(&curl(&[&server.url(target)]));
         assert_eq!(got["path_info"], path_info);
@@ -67,8 +77,17 @@ fn validator_passes_for_unicode_and_percent_encoded_paths_and_queries() {
 #[test]
 fn validator_passes_for_streaming_write_callable_and_sized_responses() {
     let server = Server::start(&python_fixtures(), &[]);
-    assert_eq!(curl(&[&server.url("/validate/stream?n=3")]).text(), "chunk 0\nchunk 1\nchunk 2\n");
-    assert_eq!(curl(&[&server.url("/validate/write_callable")]).text(), "written 1\nwritten 2\niterated 1\niterated 2\n");
-    assert_eq!(curl(&[&server.url("/validate/hello")]).text(), "Hello from the sandbox!\n");
+    assert_eq!(
+        curl(&[&server.url("/validate/stream?n=3")]).text(),
+        "chunk 0\nchunk 1\nchunk 2\n"
+    );
+    assert_eq!(
+        curl(&[&server.url("/validate/write_callable")]).text(),
+        "written 1\nwritten 2\niterated 1\niterated 2\n"
+    );
+    assert_eq!(
+        curl(&[&server.url("/validate/hello")]).text(),
+        "Hello from the sandbox!\n"
+    );
     assert_eq!(curl(&[&server.url("/validate/status_code?code=404")]).status, 404);
 }

@@ -23,7 +23,11 @@ fn config() -> AppConfig {
 }
 
 fn environ(method: &str, path: &str, query: &str) -> Vec<(String, String)> {
-    let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+    let target = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    };
     wsgi_wasm::environ::synthetic(method, &target)
 }
 
@@ -34,13 +38,23 @@ async fn call(app: &std::sync::Arc<App>, env: Vec<(String, String)>, body: &[u8]
     done.exchange.finish(&outcome).await;
     let response = reply.await.expect("a response");
     let status = response.status().as_u16();
-    let body = response.into_body().collect().await.expect("complete body").to_bytes().to_vec();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("complete body")
+        .to_bytes()
+        .to_vec();
     (status, body, outcome)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_component_answers_in_process() {
-    let engine = engine::new_engine(engine::EngineSettings { max_instances: 4, max_memory: 256 << 20 }).unwrap();
+    let engine = engine::new_engine(engine::EngineSettings {
+        max_instances: 4,
+        max_memory: 256 << 20,
+    })
+    .unwrap();
     let cache = support::components::aot_cache_dir();
     let (app, _) = App::load(&engine, &support::components::demo(), config(), Some(&cache)).unwrap();
     let app = std::sync::Arc::new(app);
@@ -55,7 +69,11 @@ async fn demo_component_answers_in_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pooled_instance_serves_many_calls_and_reads_bodies() {
-    let engine = engine::new_engine(engine::EngineSettings { max_instances: 4, max_memory: 256 << 20 }).unwrap();
+    let engine = engine::new_engine(engine::EngineSettings {
+        max_instances: 4,
+        max_memory: 256 << 20,
+    })
+    .unwrap();
     let cache = support::components::aot_cache_dir();
     let (app, _) = App::load(&engine, &support::components::python_fixtures(), config(), Some(&cache)).unwrap();
     let app = std::sync::Arc::new(app);
@@ -69,8 +87,18 @@ async fn pooled_instance_serves_many_calls_and_reads_bodies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_fixture_is_an_ordinary_404() {
-    let engine = engine::new_engine(engine::EngineSettings { max_instances: 4, max_memory: 256 << 20 }).unwrap();
-    let (app, _) = App::load(&engine, &support::components::python_fixtures(), config(), Some(&support::components::aot_cache_dir())).unwrap();
+    let engine = engine::new_engine(engine::EngineSettings {
+        max_instances: 4,
+        max_memory: 256 << 20,
+    })
+    .unwrap();
+    let (app, _) = App::load(
+        &engine,
+        &support::components::python_fixtures(),
+        config(),
+        Some(&support::components::aot_cache_dir()),
+    )
+    .unwrap();
     let app = std::sync::Arc::new(app);
     let (status, body, _) = call(&app, environ("GET", "/nope", ""), b"").await;
     assert_eq!(status, 404);

@@ -31,7 +31,11 @@ pub fn django() -> PathBuf {
 /// tests/fixtures/build/lazy_import, with `extra` build arguments (`--preload ...`).
 pub fn lazy_import(extra: &[&str]) -> PathBuf {
     let dir = repo_root().join("tests/fixtures/build/lazy_import");
-    let name = if extra.is_empty() { "lazy-import".to_owned() } else { "lazy-import-preloaded".to_owned() };
+    let name = if extra.is_empty() {
+        "lazy-import".to_owned()
+    } else {
+        "lazy-import-preloaded".to_owned()
+    };
     python_component(&name, "app:app", &[&dir], extra)
 }
 
@@ -53,7 +57,12 @@ fn framework(name: &str, target: &str, extra: &[&str]) -> PathBuf {
     let dir = repo_root().join("apps").join(name);
     let requirements = dir.join("requirements.txt");
     let cache = build_cache_dir();
-    let mut args = vec!["-r", requirements.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+    let mut args = vec![
+        "-r",
+        requirements.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     // python_component keys on .py/.txt/.html files; templates (.tpl) and static
     // files count too, so the whole tree's digest goes into the name.

@@ -14,7 +14,10 @@ pub struct CurlResponse {
 
 impl CurlResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -40,8 +43,13 @@ pub fn curl_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> CurlResponse {
         child.stdin.take().unwrap().write_all(data).unwrap();
     }
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    parse_response(&output.stdout).unwrap_or_else(|| panic!("unparsable response: {:?}", String::from_utf8_lossy(&output.stdout)))
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    parse_response(&output.stdout)
+        .unwrap_or_else(|| panic!("unparsable response: {:?}", String::from_utf8_lossy(&output.stdout)))
 }
 
 /// Splits "HTTP/1.1 200 OK\r\nheaders\r\n\r\nbody" (skipping 100 Continue heads).
@@ -61,7 +69,11 @@ pub fn parse_response(raw: &[u8]) -> Option<CurlResponse> {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
             .collect();
-        return Some(CurlResponse { status, headers, body: body.to_vec() });
+        return Some(CurlResponse {
+            status,
+            headers,
+            body: body.to_vec(),
+        });
     }
 }
 
@@ -88,7 +100,11 @@ out.write(b"\r\n" + data)
 "#;
     let headers_json = format!(
         "{{{}}}",
-        headers.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect::<Vec<_>>().join(", ")
+        headers
+            .iter()
+            .map(|(k, v)| format!("{k:?}: {v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let mut child = Command::new("python3")
         .args(["-c", script, url, method, &headers_json])
@@ -99,7 +115,11 @@ out.write(b"\r\n" + data)
         .expect("running python3");
     child.stdin.take().unwrap().write_all(body).unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "python client failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     parse_response(&output.stdout).expect("python client output")
 }
 
@@ -156,10 +176,21 @@ print(json.dumps(counts))
 "#;
     let jobs_json = serde_json::to_string(&jobs.iter().map(|(p, n)| (p.to_string(), *n)).collect::<Vec<_>>()).unwrap();
     let output = Command::new("python3")
-        .args(["-c", script, &addr.ip().to_string(), &addr.port().to_string(), &connections.to_string(), &jobs_json])
+        .args([
+            "-c",
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            &connections.to_string(),
+            &jobs_json,
+        ])
         .output()
         .expect("running python3");
-    assert!(output.status.success(), "load script failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "load script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 

@@ -21,7 +21,9 @@ pub fn aot_cache_dir() -> PathBuf {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// The Python fixture apps (tests/fixtures/python), one component routing
@@ -46,7 +48,10 @@ pub fn python_component(name: &str, target: &str, dirs: &[&Path], extra_args: &[
     for arg in extra_args {
         hash.update(arg.as_bytes());
     }
-    for dir in dirs.iter().copied().chain([root.join("guest-sdk/python").as_path(), root.join("guest-sdk/wit").as_path()]) {
+    for dir in dirs.iter().copied().chain([
+        root.join("guest-sdk/python").as_path(),
+        root.join("guest-sdk/wit").as_path(),
+    ]) {
         hash_tree(&mut hash, dir);
     }
     let digest: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();

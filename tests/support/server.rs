@@ -94,7 +94,10 @@ impl Server {
 
     /// Sends a signal and waits for the process to exit; returns its exit code.
     pub fn signal_and_wait(mut self, signal: &str, timeout: Duration) -> Option<i32> {
-        Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -36,7 +36,9 @@ pub(crate) fn header(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("header name {name:?} is not a valid HTTP token"));
     }
     if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-        return Err(format!("hop-by-hop header {name:?} is not allowed: the server manages the connection"));
+        return Err(format!(
+            "hop-by-hop header {name:?} is not allowed: the server manages the connection"
+        ));
     }
     field(value, "header value")
 }

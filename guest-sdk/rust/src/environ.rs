@@ -42,7 +42,10 @@ impl Environ {
     /// An environ over these pairs, reading its body from the host. The SDK makes
     /// one per call; apps only need this to test their code with made-up requests.
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Environ { pairs, input: Input::new() }
+        Environ {
+            pairs,
+            input: Input::new(),
+        }
     }
 
     /// The value of `key`, if the request has it. Keys are case-sensitive, as in
@@ -96,7 +99,10 @@ impl Environ {
     /// `; `). Header names containing `_` never reach the app (the host drops them
     /// so `X-Auth_User` cannot pose as `X-Auth-User`).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let key: String = name.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }).collect();
+        let key: String = name
+            .chars()
+            .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() })
+            .collect();
         match key.as_str() {
             "CONTENT_TYPE" | "CONTENT_LENGTH" => self.get(&key),
             _ => self.get(&format!("HTTP_{key}")),
@@ -203,7 +209,10 @@ mod tests {
         let packed = "PATH_INFO\u{100}/a\u{0}b\u{ff}\u{100}QUERY_STRING\u{100}";
         assert_eq!(
             unpack(packed),
-            [("PATH_INFO".to_owned(), "/a\u{0}b\u{ff}".to_owned()), ("QUERY_STRING".to_owned(), String::new())]
+            [
+                ("PATH_INFO".to_owned(), "/a\u{0}b\u{ff}".to_owned()),
+                ("QUERY_STRING".to_owned(), String::new())
+            ]
         );
         assert!(unpack("").is_empty());
     }

@@ -18,7 +18,9 @@ pub type Result<T = (), E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with this message.
     pub fn msg(message: impl fmt::Display) -> Self {
-        Error { message: message.to_string() }
+        Error {
+            message: message.to_string(),
+        }
     }
 
     /// The message, as the host will log it.

@@ -115,6 +115,8 @@ pub mod __private {
     pub fn call<A: App>(packed: String) -> std::result::Result<(), String> {
         let mut environ = Environ::new(environ::unpack(&packed));
         let mut response = Responder::new();
-        A::call(&mut environ, &mut response).and_then(|()| response.finish()).map_err(Error::into_message)
+        A::call(&mut environ, &mut response)
+            .and_then(|()| response.finish())
+            .map_err(Error::into_message)
     }
 }

@@ -24,7 +24,11 @@ pub struct Responder {
 
 impl Responder {
     pub(crate) fn new() -> Self {
-        Responder { started: false, headers_sent: false, finished: false }
+        Responder {
+            started: false,
+            headers_sent: false,
+            finished: false,
+        }
     }
 
     /// Sets the status (`"200 OK"`) and headers of the response. Calling it twice
@@ -47,7 +51,9 @@ impl Responder {
         V: Into<String>,
     {
         if self.started {
-            return Err(Error::msg("start_response() called again without exc_info: headers already set"));
+            return Err(Error::msg(
+                "start_response() called again without exc_info: headers already set",
+            ));
         }
         self.send_head(status, headers, false)?;
         Ok(Writer { responder: self })
@@ -65,7 +71,9 @@ impl Responder {
         V: Into<String>,
     {
         if self.headers_sent {
-            return Err(Error::msg("the response headers were already sent; the response cannot be replaced"));
+            return Err(Error::msg(
+                "the response headers were already sent; the response cannot be replaced",
+            ));
         }
         self.send_head(status, headers, true)?;
         Ok(Writer { responder: self })
@@ -138,7 +146,9 @@ impl Responder {
             return Err(Error::msg(format!("{what} called before start_response()")));
         }
         if self.finished {
-            return Err(Error::msg(format!("{what} called after write_body() ended the response")));
+            return Err(Error::msg(format!(
+                "{what} called after write_body() ended the response"
+            )));
         }
         Ok(())
     }
@@ -175,7 +185,9 @@ impl Writer<'_> {
 
 impl io::Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.responder.write(buf).map_err(|e| io::Error::other(e.into_message()))?;
+        self.responder
+            .write(buf)
+            .map_err(|e| io::Error::other(e.into_message()))?;
         Ok(buf.len())
     }
 

@@ -12,12 +12,27 @@ mod deps;
 /// directory without a checkout of this repository.
 const WIT: &str = include_str!("../../../guest-sdk/wit/wsgi.wit");
 const SDK_FILES: &[(&str, &str)] = &[
-    ("__init__.py", include_str!("../../../guest-sdk/python/wsgi_wasm/__init__.py")),
-    ("adapter.py", include_str!("../../../guest-sdk/python/wsgi_wasm/adapter.py")),
+    (
+        "__init__.py",
+        include_str!("../../../guest-sdk/python/wsgi_wasm/__init__.py"),
+    ),
+    (
+        "adapter.py",
+        include_str!("../../../guest-sdk/python/wsgi_wasm/adapter.py"),
+    ),
     ("files.py", include_str!("../../../guest-sdk/python/wsgi_wasm/files.py")),
-    ("preload.py", include_str!("../../../guest-sdk/python/wsgi_wasm/preload.py")),
-    ("streams.py", include_str!("../../../guest-sdk/python/wsgi_wasm/streams.py")),
-    ("warmup.py", include_str!("../../../guest-sdk/python/wsgi_wasm/warmup.py")),
+    (
+        "preload.py",
+        include_str!("../../../guest-sdk/python/wsgi_wasm/preload.py"),
+    ),
+    (
+        "streams.py",
+        include_str!("../../../guest-sdk/python/wsgi_wasm/streams.py"),
+    ),
+    (
+        "warmup.py",
+        include_str!("../../../guest-sdk/python/wsgi_wasm/warmup.py"),
+    ),
 ];
 /// The module componentize-py is pointed at; it imports the user's app.
 const ENTRY_MODULE: &str = "wsgi_wasm_entry";
@@ -123,13 +138,27 @@ impl BuildCommand {
             }
             push_unique(&mut app_dirs, dir)?;
         }
-        let cwd_index = app_dirs.iter().position(|d| Some(d) == Path::new(".").canonicalize().ok().as_ref()).unwrap_or(0);
+        let cwd_index = app_dirs
+            .iter()
+            .position(|d| Some(d) == Path::new(".").canonicalize().ok().as_ref())
+            .unwrap_or(0);
         // Dependencies: only the packages the app imports end up in the component.
         let mut dep_dirs: Vec<PathBuf> = Vec::new();
         if !self.requirements.is_empty() {
             let python = deps::find_python(self.python.as_deref(), &componentize_py);
-            let cache = if self.no_cache { None } else { self.cache_dir.clone().or_else(cache::default_dir).map(|d| d.join("deps")) };
-            let installer = deps::Installer { python: &python, cache, scratch: work.path() };
+            let cache = if self.no_cache {
+                None
+            } else {
+                self.cache_dir
+                    .clone()
+                    .or_else(cache::default_dir)
+                    .map(|d| d.join("deps"))
+            };
+            let installer = deps::Installer {
+                python: &python,
+                cache,
+                scratch: work.path(),
+            };
             let site = installer.install(&self.requirements)?;
             push_unique(&mut dep_dirs, &site)?;
         }
@@ -160,7 +189,10 @@ impl BuildCommand {
                 .zip(app_dirs.iter().chain(&dep_dirs).map(|d| d.display().to_string()))
                 .collect(),
         };
-        std::fs::write(entry_dir.join(format!("{ENTRY_MODULE}.py")), entry_source(module, attr, &self.preload, &self.warm_up, &layout))?;
+        std::fs::write(
+            entry_dir.join(format!("{ENTRY_MODULE}.py")),
+            entry_source(module, attr, &self.preload, &self.warm_up, &layout),
+        )?;
 
         // componentize-py adds the site-packages of $VIRTUAL_ENV (or of the python3
         // on PATH) to the app's path. Point it at an empty environment instead, so
@@ -175,14 +207,22 @@ impl BuildCommand {
             cmd.arg("-p").arg(dir);
         }
         cmd.arg(ENTRY_MODULE).arg("-o").arg(&self.output);
-        cmd.env("VIRTUAL_ENV", &empty_env).env_remove("PYTHONPATH").env_remove("PYTHONHOME");
+        cmd.env("VIRTUAL_ENV", &empty_env)
+            .env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME");
         // Its errors carry the guest's traceback; a Rust backtrace would bury it.
         cmd.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
         cmd.stdout(Stdio::null());
 
-        eprintln!("Componentizing {} (importing the app in CPython {} for WASI, then snapshotting it)...", self.target, deps::TARGET_PYTHON);
+        eprintln!(
+            "Componentizing {} (importing the app in CPython {} for WASI, then snapshotting it)...",
+            self.target,
+            deps::TARGET_PYTHON
+        );
         let snapshot_started = Instant::now();
-        let status = cmd.status().with_context(|| format!("cannot run {}", componentize_py.display()))?;
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot run {}", componentize_py.display()))?;
         if !status.success() {
             bail!(
                 "componentize-py failed ({status}) building {}; its output above names the problem \
@@ -225,7 +265,9 @@ const REPORT_FILE: &str = "wsgi_wasm_build_report.txt";
 
 /// Adds `dir` (canonicalized, so `.` and its absolute path count once).
 fn push_unique(dirs: &mut Vec<PathBuf>, dir: &Path) -> Result<()> {
-    let dir = dir.canonicalize().with_context(|| format!("cannot use {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot use {}", dir.display()))?;
     if !dirs.contains(&dir) {
         dirs.push(dir);
     }
@@ -257,7 +299,11 @@ fn parse_target(target: &str) -> Result<(&str, &str)> {
     let Some((module, attr)) = target.split_once(':') else {
         bail!("{target:?} should be MODULE:CALLABLE, e.g. app:app");
     };
-    let ident = |s: &str| !s.is_empty() && s.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+    };
     let callee = attr.strip_suffix("()").unwrap_or(attr);
     if !ident(module) || !ident(callee) {
         bail!("{target:?} should be MODULE:CALLABLE with dotted Python names, e.g. myproj.wsgi:application");
@@ -266,7 +312,12 @@ fn parse_target(target: &str) -> Result<(&str, &str)> {
 }
 
 fn is_dotted_name(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|p| !p.is_empty() && !p.starts_with(|c: char| c.is_ascii_digit()) && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+    !s.is_empty()
+        && s.split('.').all(|p| {
+            !p.is_empty()
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+                && p.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
 }
 
 /// A Python string literal for `s` (paths and module names in the entry module).
@@ -307,12 +358,19 @@ fn entry_source(module: &str, attr: &str, preload: &[String], warm_up: &[String]
     src.push_str(&format!("_application = _module.{path}{call}\n"));
     src.push_str("_preload.frameworks()\n");
     src.push_str("from wsgi_wasm import warmup as _warmup\n");
-    src.push_str(&format!("_warmed = [(_p, _warmup.request(_application, _p)) for _p in {}]\n", py_list(warm_up)));
+    src.push_str(&format!(
+        "_warmed = [(_p, _warmup.request(_application, _p)) for _p in {}]\n",
+        py_list(warm_up)
+    ));
     let locales = match &layout.locales {
         Some(list) => py_list(list),
         None => "None".to_owned(),
     };
-    let labels: Vec<String> = layout.labels.iter().map(|(mount, dir)| format!("{}: {}", py_str(mount), py_str(dir))).collect();
+    let labels: Vec<String> = layout
+        .labels
+        .iter()
+        .map(|(mount, dir)| format!("{}: {}", py_str(mount), py_str(dir)))
+        .collect();
     src.push_str(&format!(
         "_report = _files.snapshot(app_dirs={}, dep_dirs={}, locales={locales}, labels={{{}}})\n",
         py_list(&layout.app_mounts),
@@ -352,16 +410,13 @@ fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
         }
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/componentize-py"));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "componentize-py not found on PATH, in $VIRTUAL_ENV or in this project's .venv; \
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "componentize-py not found on PATH, in $VIRTUAL_ENV or in this project's .venv; \
                  install it with `python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1` \
                  or pass --componentize-py PATH"
-            )
-        })
+        )
+    })
 }
 
 #[cfg(test)]
@@ -371,7 +426,10 @@ mod tests {
     #[test]
     fn targets_are_module_colon_callable() {
         assert_eq!(parse_target("app:app").unwrap(), ("app", "app"));
-        assert_eq!(parse_target("mysite.wsgi:application").unwrap(), ("mysite.wsgi", "application"));
+        assert_eq!(
+            parse_target("mysite.wsgi:application").unwrap(),
+            ("mysite.wsgi", "application")
+        );
         assert_eq!(parse_target("app:create_app()").unwrap(), ("app", "create_app()"));
         assert!(parse_target("app").is_err());
         assert!(parse_target("app:").is_err());
@@ -397,7 +455,13 @@ mod tests {
             labels: vec![("/2".into(), "/home/me/app".into())],
             cwd_mount: "/2".into(),
         };
-        let src = entry_source("mysite.wsgi", "application", &["colorsys".into()], &["/".into()], &layout);
+        let src = entry_source(
+            "mysite.wsgi",
+            "application",
+            &["colorsys".into()],
+            &["/".into()],
+            &layout,
+        );
         let order = [
             "import wsgi_wasm.preload",
             "import colorsys",
@@ -412,7 +476,9 @@ mod tests {
         ];
         let mut at = 0;
         for needle in order {
-            let found = src[at..].find(needle).unwrap_or_else(|| panic!("{needle:?} missing or out of order in:\n{src}"));
+            let found = src[at..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing or out of order in:\n{src}"));
             at += found + needle.len();
         }
         let factory = entry_source("app", "create_app()", &[], &[], &layout);

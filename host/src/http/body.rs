@@ -25,7 +25,11 @@ pub enum ResponseBody {
 impl ResponseBody {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        if bytes.is_empty() { ResponseBody::Empty } else { ResponseBody::Full(Some(bytes)) }
+        if bytes.is_empty() {
+            ResponseBody::Empty
+        } else {
+            ResponseBody::Full(Some(bytes))
+        }
     }
 }
 

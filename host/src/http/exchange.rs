@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, SERVER};
 use hyper::body::Body;
+use hyper::header::{HeaderValue, SERVER};
 use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,10 +47,16 @@ pub type Reply = oneshot::Sender<Response<ResponseBody>>;
 
 enum State {
     /// Nothing sent yet; `pending` is the head start_response last set.
-    Open { reply: Reply, pending: Option<ResponseHead> },
+    Open {
+        reply: Reply,
+        pending: Option<ResponseHead>,
+    },
     /// Headers are out; body chunks go through `tx` (None when the body is discarded
     /// because the request was HEAD or the status has no body).
-    Streaming { tx: Option<mpsc::Sender<Chunk>>, remaining: Option<u64> },
+    Streaming {
+        tx: Option<mpsc::Sender<Chunk>>,
+        remaining: Option<u64>,
+    },
     /// Nothing more will be sent.
     Done,
 }
@@ -69,7 +75,11 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(body: RequestBody, is_head: bool, write_timeout: Duration) -> (Self, oneshot::Receiver<Response<ResponseBody>>) {
+    pub fn new(
+        body: RequestBody,
+        is_head: bool,
+        write_timeout: Duration,
+    ) -> (Self, oneshot::Receiver<Response<ResponseBody>>) {
         let (reply, rx) = oneshot::channel();
         let exchange = Exchange {
             state: State::Open { reply, pending: None },
@@ -120,10 +130,13 @@ impl Exchange {
     /// one-item body): announce it as the Content-Length unless the app set one.
     pub fn declare_length(&mut self, len: u64) -> Result<(), String> {
         match &mut self.state {
-            State::Open { pending: Some(head), .. } => {
+            State::Open {
+                pending: Some(head), ..
+            } => {
                 if head.content_length.is_none() && head.allows_body() {
                     head.content_length = Some(len);
-                    head.headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
+                    head.headers
+                        .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
                 }
                 Ok(())
             }
@@ -138,18 +151,23 @@ impl Exchange {
         let State::Open { pending, .. } = &mut self.state else {
             return self.write(data).await;
         };
-        let Some(head) = pending.as_ref() else { return Err(NOT_STARTED.into()) };
+        let Some(head) = pending.as_ref() else {
+            return Err(NOT_STARTED.into());
+        };
         let declared = head.content_length;
         if declared.is_some_and(|n| n != data.len() as u64) {
             // The app's Content-Length disagrees with its body: stream, so the
             // length rules (cut off extra, abort when short) apply.
             return self.write(data).await;
         }
-        let State::Open { reply, pending } = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+        let State::Open { reply, pending } = std::mem::replace(&mut self.state, State::Done) else {
+            unreachable!()
+        };
         let mut head = pending.expect("checked above");
         let len = data.len() as u64;
         if declared.is_none() && head.allows_body() {
-            head.headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
+            head.headers
+                .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         let body = if self.is_head || !head.allows_body() {
             ResponseBody::Empty
@@ -173,10 +191,19 @@ impl Exchange {
     /// Ends the exchange after the guest call; returns what the access log needs.
     pub async fn finish(mut self, outcome: &Outcome) -> Summary {
         match (std::mem::replace(&mut self.state, State::Done), outcome) {
-            (State::Open { reply, pending: Some(head) }, Outcome::Completed) => {
+            (
+                State::Open {
+                    reply,
+                    pending: Some(head),
+                },
+                Outcome::Completed,
+            ) => {
                 if head.content_length.is_some_and(|n| n > 0) && !self.is_head && head.allows_body() {
                     // Declared a body and sent none: headers, then cut the connection.
-                    self.state = State::Open { reply, pending: Some(head) };
+                    self.state = State::Open {
+                        reply,
+                        pending: Some(head),
+                    };
                     let _ = self.commit_streaming();
                     self.abort("app sent fewer bytes than its Content-Length").await;
                 } else {
@@ -210,7 +237,11 @@ impl Exchange {
             }
             (State::Done, _) => {}
         }
-        Summary { status: self.status, body_bytes: self.body_bytes, aborted: self.aborted }
+        Summary {
+            status: self.status,
+            body_bytes: self.body_bytes,
+            aborted: self.aborted,
+        }
     }
 
     fn commit_streaming(&mut self) -> Result<(), String> {
@@ -225,17 +256,25 @@ impl Exchange {
         let remaining = head.content_length;
         if self.is_head || !head.allows_body() {
             let _ = reply.send(build_response(head, ResponseBody::Empty));
-            self.state = State::Streaming { tx: None, remaining: None };
+            self.state = State::Streaming {
+                tx: None,
+                remaining: None,
+            };
         } else {
             let (tx, rx) = mpsc::channel(STREAM_DEPTH);
             let _ = reply.send(build_response(head, ResponseBody::Stream(rx, None)));
-            self.state = State::Streaming { tx: Some(tx), remaining };
+            self.state = State::Streaming {
+                tx: Some(tx),
+                remaining,
+            };
         }
         Ok(())
     }
 
     async fn send(&mut self, mut data: Bytes) -> Result<(), String> {
-        let State::Streaming { tx, remaining } = &mut self.state else { return Ok(()) };
+        let State::Streaming { tx, remaining } = &mut self.state else {
+            return Ok(());
+        };
         let Some(sender) = tx else { return Ok(()) };
         if let Some(left) = remaining {
             // Content-Length is the truth: bytes beyond it are never sent.
@@ -290,7 +329,10 @@ pub fn build_response(head: ResponseHead, body: ResponseBody) -> Response<Respon
         response.extensions_mut().insert(reason);
     }
     *response.headers_mut() = head.headers;
-    response.headers_mut().entry(SERVER).or_insert(HeaderValue::from_static(SERVER_SOFTWARE));
+    response
+        .headers_mut()
+        .entry(SERVER)
+        .or_insert(HeaderValue::from_static(SERVER_SOFTWARE));
     response
 }
 
@@ -302,7 +344,10 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<ResponseBod
     let mut response = Response::new(ResponseBody::full(text));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(SERVER, HeaderValue::from_static(SERVER_SOFTWARE));
     response
 }

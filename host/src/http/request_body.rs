@@ -39,14 +39,26 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub fn new(incoming: Incoming, max_size: u64, timeout: Duration) -> Self {
-        RequestBody { incoming: Source::Incoming(incoming), pending: Bytes::new(), received: 0, max_size, timeout }
+        RequestBody {
+            incoming: Source::Incoming(incoming),
+            pending: Bytes::new(),
+            received: 0,
+            max_size,
+            timeout,
+        }
     }
 
     /// A body that is already complete, for calling an app without a socket.
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
         let pending: Bytes = bytes.into();
         let received = pending.len() as u64;
-        RequestBody { incoming: Source::Done, pending, received, max_size: u64::MAX, timeout: Duration::MAX }
+        RequestBody {
+            incoming: Source::Done,
+            pending,
+            received,
+            max_size: u64::MAX,
+            timeout: Duration::MAX,
+        }
     }
 
     /// Up to `max` bytes; empty once the body has ended.
@@ -56,7 +68,9 @@ impl RequestBody {
             return Ok(Bytes::new());
         }
         while self.pending.is_empty() {
-            let Source::Incoming(incoming) = &mut self.incoming else { return Ok(Bytes::new()) };
+            let Source::Incoming(incoming) = &mut self.incoming else {
+                return Ok(Bytes::new());
+            };
             let frame = match tokio::time::timeout(self.timeout, incoming.frame()).await {
                 Err(_) => return Err(ReadError::TimedOut(self.timeout)),
                 Ok(None) => {

@@ -20,11 +20,14 @@ pub struct Router {
 impl Router {
     /// Fails when two apps claim the same prefix.
     pub fn new(mut mounts: Vec<Mount>) -> Result<Router, String> {
-        mounts.sort_by(|a, b| b.info.script_name.len().cmp(&a.info.script_name.len()));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.info.script_name.len()));
         for pair in mounts.windows(2) {
             if pair[0].info.script_name == pair[1].info.script_name {
                 let prefix = &pair[0].info.script_name;
-                return Err(format!("two apps are mounted at {:?}", if prefix.is_empty() { "/" } else { prefix }));
+                return Err(format!(
+                    "two apps are mounted at {:?}",
+                    if prefix.is_empty() { "/" } else { prefix }
+                ));
             }
         }
         Ok(Router { mounts })
@@ -43,7 +46,9 @@ impl Router {
         self.mounts.iter().find(|m| {
             let prefix = m.info.script_name.as_str();
             prefix.is_empty()
-                || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
     }
 

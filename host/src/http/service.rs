@@ -123,7 +123,10 @@ impl Shared {
 
         if let Some((status, message)) = refuse_early(&parts, &server.limits) {
             let mut response = self.answer_directly(remote, line.as_ref(), status, message, started);
-            response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
             return response;
         }
         let Some(mount) = server.router.route(parts.uri.path()) else {
@@ -131,14 +134,23 @@ impl Shared {
             return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started);
         };
         let app = mount.app.clone();
-        let head = RequestHead { method: &parts.method, uri: &parts.uri, version: parts.version, headers: &parts.headers };
+        let head = RequestHead {
+            method: &parts.method,
+            uri: &parts.uri,
+            version: parts.version,
+            headers: &parts.headers,
+        };
         let environ = environ::build(&head, &mount.info, remote);
         let body = RequestBody::new(incoming, server.limits.max_body_size, server.limits.io_timeout);
         let (exchange, reply) = Exchange::new(body, parts.method == Method::HEAD, server.limits.io_timeout);
 
         let this = self.clone();
         tokio::spawn(async move {
-            let Finished { exchange, outcome, slot } = app.call(environ, exchange).await;
+            let Finished {
+                exchange,
+                outcome,
+                slot,
+            } = app.call(environ, exchange).await;
             match &outcome {
                 Outcome::AppError(message) => log::app(app.name(), "error", message),
                 Outcome::Trap(message) => log::app(app.name(), "trap", message),
@@ -152,7 +164,10 @@ impl Shared {
             drop(slot);
         });
         reply.await.unwrap_or_else(|_| {
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "The request was lost; the server log has the details.")
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The request was lost; the server log has the details.",
+            )
         })
     }
 
@@ -168,7 +183,16 @@ impl Shared {
         let response = error_response(status, message);
         if let Some(line) = line {
             let body_bytes = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
-            self.log_access(remote, line, Summary { status, body_bytes, aborted: false }, started);
+            self.log_access(
+                remote,
+                line,
+                Summary {
+                    status,
+                    body_bytes,
+                    aborted: false,
+                },
+                started,
+            );
         }
         response
     }
@@ -201,7 +225,10 @@ fn refuse_early(parts: &hyper::http::request::Parts, limits: &Limits) -> Option<
     if let Some(refusal) = check_transfer_encoding(parts) {
         return Some(refusal);
     }
-    let declared = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_size) {
         return Some((StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE_BODY));
     }
@@ -225,13 +252,22 @@ fn check_transfer_encoding(parts: &hyper::http::request::Parts) -> Option<(Statu
         return None;
     }
     if codings.iter().any(|c| c != "chunked") {
-        return Some((StatusCode::NOT_IMPLEMENTED, "Only the chunked transfer coding is supported."));
+        return Some((
+            StatusCode::NOT_IMPLEMENTED,
+            "Only the chunked transfer coding is supported.",
+        ));
     }
     if codings.len() > 1 {
-        return Some((StatusCode::BAD_REQUEST, "Transfer-Encoding names chunked more than once."));
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "Transfer-Encoding names chunked more than once.",
+        ));
     }
     if parts.headers.contains_key(CONTENT_LENGTH) {
-        return Some((StatusCode::BAD_REQUEST, "A request may not have both Transfer-Encoding and Content-Length."));
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "A request may not have both Transfer-Encoding and Content-Length.",
+        ));
     }
     if parts.version == hyper::Version::HTTP_10 {
         return Some((StatusCode::BAD_REQUEST, "HTTP/1.0 has no chunked transfer coding."));

@@ -102,14 +102,23 @@ pub struct LoadReport {
 impl App {
     /// Reads, compiles (or loads from cache) and links the component. Fails with a
     /// message naming the file and the problem; nothing is served until this passes.
-    pub fn load(engine: &Engine, path: &Path, config: AppConfig, cache_dir: Option<&Path>) -> Result<(App, LoadReport)> {
+    pub fn load(
+        engine: &Engine,
+        path: &Path,
+        config: AppConfig,
+        cache_dir: Option<&Path>,
+    ) -> Result<(App, LoadReport)> {
         let started = Instant::now();
         let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         check_is_component(path, &wasm)?;
         let (component, source) = cache::load_or_compile(engine, &wasm, cache_dir)
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
-        let pre = link(engine, &component)
-            .with_context(|| format!("{} does not fit the wsgi-wasm ABI (world wsgi-wasm:wsgi/wsgi-app)", path.display()))?;
+        let pre = link(engine, &component).with_context(|| {
+            format!(
+                "{} does not fit the wsgi-wasm ABI (world wsgi-wasm:wsgi/wsgi-app)",
+                path.display()
+            )
+        })?;
         let name: Arc<str> = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         let app = App {
             name,
@@ -121,7 +130,13 @@ impl App {
             waiting: AtomicUsize::new(0),
             refilling: AtomicUsize::new(0),
         };
-        Ok((app, LoadReport { source, load_time: started.elapsed() }))
+        Ok((
+            app,
+            LoadReport {
+                source,
+                load_time: started.elapsed(),
+            },
+        ))
     }
 
     pub fn name(&self) -> &str {
@@ -141,7 +156,10 @@ impl App {
     /// Creates one instance now, so a component that fails to start is reported
     /// before the server binds its port, and the first request finds it warm.
     pub async fn warm_up(&self) -> Result<()> {
-        let instance = self.instantiate().await.with_context(|| format!("app {} failed to start", self.name))?;
+        let instance = self
+            .instantiate()
+            .await
+            .with_context(|| format!("app {} failed to start", self.name))?;
         // Never called yet, so it is also a valid spare in request isolation.
         self.idle.lock().unwrap().push(instance);
         Ok(())
@@ -154,16 +172,45 @@ impl App {
         // A bounded queue: past it, answering 503 at once beats making clients wait.
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue + self.config.max_instances {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            let outcome = Outcome::Refused(StatusCode::SERVICE_UNAVAILABLE, "The server is overloaded; try again later.");
-            return Finished { exchange, outcome, slot: Slot { app: None, _permit: None, retired: None } };
+            let outcome = Outcome::Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is overloaded; try again later.",
+            );
+            return Finished {
+                exchange,
+                outcome,
+                slot: Slot {
+                    app: None,
+                    _permit: None,
+                    retired: None,
+                },
+            };
         }
-        let permit = self.slots.clone().acquire_owned().await.expect("semaphore never closed");
-        let mut slot = Slot { app: Some(self.clone()), _permit: Some(permit), retired: None };
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let mut slot = Slot {
+            app: Some(self.clone()),
+            _permit: Some(permit),
+            retired: None,
+        };
         let (exchange, outcome) = self.call_in_slot(environ, exchange, &mut slot).await;
-        Finished { exchange, outcome, slot }
+        Finished {
+            exchange,
+            outcome,
+            slot,
+        }
     }
 
-    async fn call_in_slot(self: &Arc<Self>, environ: Environ, exchange: Exchange, slot: &mut Slot) -> (Exchange, Outcome) {
+    async fn call_in_slot(
+        self: &Arc<Self>,
+        environ: Environ,
+        exchange: Exchange,
+        slot: &mut Slot,
+    ) -> (Exchange, Outcome) {
         let reused = self.idle.lock().unwrap().pop();
         if self.config.isolation == Isolation::Request {
             // The spare just taken is replaced in the background.
@@ -180,15 +227,23 @@ impl App {
         store.data_mut().exchange = Some(exchange);
         store.data_mut().cpu_ticks = 0;
         store.set_epoch_deadline(1);
-        let result = instance.bindings.call_call(&mut *store, &crate::environ::pack(&environ)).await;
-        let exchange = store.data_mut().exchange.take().expect("exchange stays in the store during the call");
+        let result = instance
+            .bindings
+            .call_call(&mut *store, &crate::environ::pack(&environ))
+            .await;
+        let exchange = store
+            .data_mut()
+            .exchange
+            .take()
+            .expect("exchange stays in the store during the call");
         instance.served += 1;
         let outcome = match result {
             Ok(Ok(())) => Outcome::Completed,
             Ok(Err(message)) => Outcome::AppError(message),
-            Err(trap) if matches!(trap.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
-                Outcome::CpuTimeout(format!("stopped after using its {:?} of CPU time", self.config.cpu_timeout))
-            }
+            Err(trap) if matches!(trap.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => Outcome::CpuTimeout(format!(
+                "stopped after using its {:?} of CPU time",
+                self.config.cpu_timeout
+            )),
             Err(trap) => Outcome::Trap(describe_trap(&trap)),
         };
         // Linear memory never shrinks: an instance whose heap grew close to the
@@ -199,7 +254,11 @@ impl App {
             log::app(
                 &self.name,
                 "recycle",
-                format!("instance grew to {} MiB of {} MiB; replacing it", store.data().limits.largest_memory >> 20, self.config.max_memory >> 20),
+                format!(
+                    "instance grew to {} MiB of {} MiB; replacing it",
+                    store.data().limits.largest_memory >> 20,
+                    self.config.max_memory >> 20
+                ),
             );
         }
         let keep = self.config.isolation == Isolation::Pooled
@@ -249,7 +308,11 @@ impl App {
         });
         store.set_epoch_deadline(1);
         let bindings = self.pre.instantiate_async(&mut store).await?;
-        Ok(Instance { store, bindings, served: 0 })
+        Ok(Instance {
+            store,
+            bindings,
+            served: 0,
+        })
     }
 }
 
@@ -265,7 +328,10 @@ fn link(engine: &Engine, component: &Component) -> Result<WsgiAppPre<GuestState>
 fn check_is_component(path: &Path, wasm: &[u8]) -> Result<()> {
     const MAGIC: &[u8] = b"\0asm";
     if wasm.len() < 8 || &wasm[..4] != MAGIC {
-        bail!("{} is not a WebAssembly file (no \\0asm header); build one with `wsgi-wasm build`", path.display());
+        bail!(
+            "{} is not a WebAssembly file (no \\0asm header); build one with `wsgi-wasm build`",
+            path.display()
+        );
     }
     // Bytes 6-7 are the "layer": 0 for a core module, 1 for a component.
     if wasm[6..8] == [0, 0] {

@@ -20,7 +20,9 @@ pub fn default_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("wsgi-wasm"));
     }
-    std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|home| PathBuf::from(home).join(".cache/wsgi-wasm"))
+    std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .map(|home| PathBuf::from(home).join(".cache/wsgi-wasm"))
 }
 
 pub fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
@@ -60,7 +62,10 @@ pub fn load_or_compile(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Resu
     }
     let component = compile(engine, wasm)?;
     if let Err(e) = store(&component, dir, &path) {
-        log::server(format!("warning: could not cache the compiled component in {}: {e:#}", dir.display()));
+        log::server(format!(
+            "warning: could not cache the compiled component in {}: {e:#}",
+            dir.display()
+        ));
     }
     Ok((component, Source::Compiled))
 }

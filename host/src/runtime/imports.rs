@@ -47,33 +47,42 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
         },
     )?;
 
-    server.func_wrap_async("write", |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmList<u8>,)| {
-        Box::new(async move { write_pieces(&mut store, &data).await })
-    })?;
+    server.func_wrap_async(
+        "write",
+        |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmList<u8>,)| {
+            Box::new(async move { write_pieces(&mut store, &data).await })
+        },
+    )?;
 
-    server.func_wrap_async("write-body", |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmList<u8>,)| {
-        Box::new(async move {
-            if data.len() <= MAX_WRITE_PIECE {
-                let body = Bytes::copy_from_slice(data.as_le_slice(&store));
-                return Ok((exchange(&mut store)?.write_body(body).await,));
-            }
-            // Too big to copy at once: declare its length, then stream it.
-            if let Err(message) = exchange(&mut store)?.declare_length(data.len() as u64) {
-                return Ok((Err(message),));
-            }
-            write_pieces(&mut store, &data).await
-        })
-    })?;
+    server.func_wrap_async(
+        "write-body",
+        |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmList<u8>,)| {
+            Box::new(async move {
+                if data.len() <= MAX_WRITE_PIECE {
+                    let body = Bytes::copy_from_slice(data.as_le_slice(&store));
+                    return Ok((exchange(&mut store)?.write_body(body).await,));
+                }
+                // Too big to copy at once: declare its length, then stream it.
+                if let Err(message) = exchange(&mut store)?.declare_length(data.len() as u64) {
+                    return Ok((Err(message),));
+                }
+                write_pieces(&mut store, &data).await
+            })
+        },
+    )?;
 
-    server.func_wrap_async("write-latin1", |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmStr,)| {
-        Box::new(async move {
-            let piece = match latin1_piece(&store, &data) {
-                Ok(piece) => piece,
-                Err(message) => return Ok((Err(message),)),
-            };
-            Ok((exchange(&mut store)?.write(piece).await,))
-        })
-    })?;
+    server.func_wrap_async(
+        "write-latin1",
+        |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmStr,)| {
+            Box::new(async move {
+                let piece = match latin1_piece(&store, &data) {
+                    Ok(piece) => piece,
+                    Err(message) => return Ok((Err(message),)),
+                };
+                Ok((exchange(&mut store)?.write(piece).await,))
+            })
+        },
+    )?;
 
     server.func_wrap_async(
         "write-body-latin1",
@@ -102,25 +111,32 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
         })
     })?;
 
-    server.func_wrap_async("log", |store: StoreContextMut<'_, GuestState>, (message,): (WasmStr,)| {
-        Box::new(async move {
-            let text = message.to_str(&store)?;
-            // Only the part the log keeps is copied.
-            let mut end = text.len().min(log::MAX_LOG_LINE);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            log::app(store.data().app_name(), "wsgi.errors", &text[..end]);
-            Ok(())
-        })
-    })?;
+    server.func_wrap_async(
+        "log",
+        |store: StoreContextMut<'_, GuestState>, (message,): (WasmStr,)| {
+            Box::new(async move {
+                let text = message.to_str(&store)?;
+                // Only the part the log keeps is copied.
+                let mut end = text.len().min(log::MAX_LOG_LINE);
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                log::app(store.data().app_name(), "wsgi.errors", &text[..end]);
+                Ok(())
+            })
+        },
+    )?;
     Ok(())
 }
 
 /// The exchange the guest's request belongs to. Calling an import outside a
 /// request is a host fault (it cannot happen through the SDKs), so it traps.
 fn exchange<'a>(store: &'a mut StoreContextMut<'_, GuestState>) -> wasmtime::Result<&'a mut Exchange> {
-    store.data_mut().exchange.as_mut().ok_or_else(|| wasmtime::format_err!("server import called outside a request"))
+    store
+        .data_mut()
+        .exchange
+        .as_mut()
+        .ok_or_else(|| wasmtime::format_err!("server import called outside a request"))
 }
 
 async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmList<u8>) -> wasmtime::Result<Answer> {
@@ -144,7 +160,10 @@ async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmLi
 fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmStr) -> Result<Bytes, String> {
     let text = data.to_str(store).map_err(|e| format!("malformed body string: {e}"))?;
     if text.len() > MAX_LATIN1_PIECE_UTF8 {
-        return Err(format!("body piece of {} bytes is too large; send at most {MAX_WRITE_PIECE} bytes per call", text.len()));
+        return Err(format!(
+            "body piece of {} bytes is too large; send at most {MAX_WRITE_PIECE} bytes per call",
+            text.len()
+        ));
     }
     if text.is_ascii() {
         return Ok(Bytes::copy_from_slice(text.as_bytes()));
@@ -165,7 +184,10 @@ fn lift_head(
     headers: &WasmList<(WasmStr, WasmStr)>,
 ) -> Result<(String, Vec<(String, String)>), String> {
     if headers.len() > MAX_RESPONSE_HEADERS {
-        return Err(format!("too many response headers ({}; at most {MAX_RESPONSE_HEADERS})", headers.len()));
+        return Err(format!(
+            "too many response headers ({}; at most {MAX_RESPONSE_HEADERS})",
+            headers.len()
+        ));
     }
     let bad = |e: wasmtime::Error| format!("malformed start_response arguments: {e}");
     let status = status.to_str(&*store).map_err(bad)?;

@@ -28,8 +28,14 @@ pub struct GuestState {
 impl GuestState {
     pub fn new(app: Arc<str>, max_memory: usize) -> Self {
         let wasi = WasiCtx::builder()
-            .stdout(LogStream { app: app.clone(), stream: "stdout" })
-            .stderr(LogStream { app: app.clone(), stream: "stderr" })
+            .stdout(LogStream {
+                app: app.clone(),
+                stream: "stdout",
+            })
+            .stderr(LogStream {
+                app: app.clone(),
+                stream: "stderr",
+            })
             .build();
         GuestState {
             wasi,
@@ -51,7 +57,10 @@ impl GuestState {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -103,7 +112,10 @@ impl IsTerminal for LogStream {
 
 impl StdoutStream for LogStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { target: self.clone(), line: Vec::new() })
+        Box::new(LineWriter {
+            target: self.clone(),
+            line: Vec::new(),
+        })
     }
 }
 

@@ -41,16 +41,23 @@ impl Installer<'_> {
         key.update(CACHE_FORMAT);
         key.update(TARGET_PYTHON);
         for file in requirements {
-            let text = std::fs::read(file).with_context(|| format!("cannot read requirements file {}", file.display()))?;
+            let text =
+                std::fs::read(file).with_context(|| format!("cannot read requirements file {}", file.display()))?;
             key.update(&text);
             key.update([0]);
         }
         let key: String = key.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
-        let names = requirements.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+        let names = requirements
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
 
         let Some(cache) = &self.cache else {
             let dir = self.scratch.join("deps");
-            eprintln!("Installing dependencies from {names} (pure-Python distributions for CPython {TARGET_PYTHON}/WASI)...");
+            eprintln!(
+                "Installing dependencies from {names} (pure-Python distributions for CPython {TARGET_PYTHON}/WASI)..."
+            );
             self.install_into(requirements, &dir)?;
             return Ok(dir.join("site-packages"));
         };
@@ -59,10 +66,13 @@ impl Installer<'_> {
             eprintln!("Dependencies from {names}: cached ({})", done.display());
             return Ok(done.join("site-packages"));
         }
-        std::fs::create_dir_all(cache).with_context(|| format!("cannot create the cache directory {}", cache.display()))?;
+        std::fs::create_dir_all(cache)
+            .with_context(|| format!("cannot create the cache directory {}", cache.display()))?;
         let partial = cache.join(format!("{key}.partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&partial);
-        eprintln!("Installing dependencies from {names} (pure-Python distributions for CPython {TARGET_PYTHON}/WASI)...");
+        eprintln!(
+            "Installing dependencies from {names} (pure-Python distributions for CPython {TARGET_PYTHON}/WASI)..."
+        );
         let result = self.install_into(requirements, &partial);
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&partial);
@@ -93,7 +103,15 @@ impl Installer<'_> {
                 .arg(&site)
                 // Pure-Python wheels only: never a wheel with native code for the
                 // machine running the build, and no sdist built with its compiler.
-                .args(["--only-binary=:all:", "--platform", "any", "--implementation", "py", "--abi", "none"])
+                .args([
+                    "--only-binary=:all:",
+                    "--platform",
+                    "any",
+                    "--implementation",
+                    "py",
+                    "--abi",
+                    "none",
+                ])
                 .args(["--python-version", TARGET_PYTHON])
                 .args(["--no-compile", "--no-warn-script-location", "--progress-bar", "off"])
                 .arg("--find-links")
@@ -110,7 +128,10 @@ impl Installer<'_> {
             };
             let name = distribution_name(&requirement);
             if !built.insert(name.to_lowercase()) || built.len() > MAX_SDIST_BUILDS {
-                bail!("pip could not install the requirements ({name} is still missing):\n{}", stderr.trim_end());
+                bail!(
+                    "pip could not install the requirements ({name} is still missing):\n{}",
+                    stderr.trim_end()
+                );
             }
             eprintln!("    {name}: no pure-Python wheel; building it from its sdist without a C compiler...");
             self.build_pure_wheel(&requirement, &name, &wheels, dir)?;
@@ -125,21 +146,31 @@ impl Installer<'_> {
         let out = dir.join("sdist-build");
         let _ = std::fs::remove_dir_all(&out);
         let mut cmd = self.pip();
-        cmd.args(["wheel", "--no-deps", "--no-binary", ":all:", "--ignore-requires-python", "--progress-bar", "off"])
-            // A wheel cached by an earlier build on this machine may hold native code.
-            .arg("--no-cache-dir")
-            .arg("--wheel-dir")
-            .arg(&out)
-            .arg(requirement)
-            // setuptools (and most build backends) use these: a package whose
-            // extension is optional catches the failed compile and goes pure.
-            .env("CC", "false")
-            .env("CXX", "false")
-            .env("LDSHARED", "false")
-            // The zope.* packages' own switch for skipping their C optimisations.
-            .env("PURE_PYTHON", "1")
-            .stdout(Stdio::piped());
-        let output = cmd.output().with_context(|| format!("cannot run {}", self.python.display()))?;
+        cmd.args([
+            "wheel",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--ignore-requires-python",
+            "--progress-bar",
+            "off",
+        ])
+        // A wheel cached by an earlier build on this machine may hold native code.
+        .arg("--no-cache-dir")
+        .arg("--wheel-dir")
+        .arg(&out)
+        .arg(requirement)
+        // setuptools (and most build backends) use these: a package whose
+        // extension is optional catches the failed compile and goes pure.
+        .env("CC", "false")
+        .env("CXX", "false")
+        .env("LDSHARED", "false")
+        // The zope.* packages' own switch for skipping their C optimisations.
+        .env("PURE_PYTHON", "1")
+        .stdout(Stdio::piped());
+        let output = cmd
+            .output()
+            .with_context(|| format!("cannot run {}", self.python.display()))?;
         let native = || {
             anyhow::anyhow!(
                 "{name} cannot run in the sandbox: it has native code (a C/Rust extension) and no \
@@ -173,7 +204,10 @@ impl Installer<'_> {
         match retag.status.code() {
             Some(0) => {}
             Some(3) => return Err(native()),
-            _ => bail!("cannot inspect the wheel built for {name}: {}", String::from_utf8_lossy(&retag.stderr).trim_end()),
+            _ => bail!(
+                "cannot inspect the wheel built for {name}: {}",
+                String::from_utf8_lossy(&retag.stderr).trim_end()
+            ),
         }
         let _ = std::fs::remove_dir_all(&out);
         eprintln!("    built {}", String::from_utf8_lossy(&retag.stdout).trim());
@@ -256,7 +290,9 @@ print(out_name)
 /// returns whether it succeeded and its stderr.
 fn run_showing_progress(mut cmd: Command) -> Result<(bool, String)> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("cannot run pip (is `python3 -m pip` available? see --python)")?;
+    let mut child = cmd
+        .spawn()
+        .context("cannot run pip (is `python3 -m pip` available? see --python)")?;
     let stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let errors = std::thread::spawn(move || {
@@ -280,13 +316,18 @@ fn missing_distribution(stderr: &str) -> Option<String> {
     stderr
         .lines()
         .rev()
-        .find_map(|l| l.split_once("No matching distribution found for ").map(|(_, r)| r.trim().to_owned()))
+        .find_map(|l| {
+            l.split_once("No matching distribution found for ")
+                .map(|(_, r)| r.trim().to_owned())
+        })
         .filter(|r| !r.is_empty())
 }
 
 /// "MarkupSafe>=2.0; python_version>'3'" -> "MarkupSafe".
 fn distribution_name(requirement: &str) -> String {
-    let end = requirement.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')).unwrap_or(requirement.len());
+    let end = requirement
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .unwrap_or(requirement.len());
     requirement[..end].to_owned()
 }
 
@@ -308,7 +349,8 @@ pub fn find_python(explicit: Option<&Path>, componentize_py: &Path) -> PathBuf {
 /// `--venv DIR`: its site-packages (DIR/lib/pythonX.Y/site-packages).
 pub fn venv_site_packages(venv: &Path) -> Result<PathBuf> {
     let lib = venv.join("lib");
-    let entries = std::fs::read_dir(&lib).with_context(|| format!("--venv {}: no lib/ directory; is it a virtualenv?", venv.display()))?;
+    let entries = std::fs::read_dir(&lib)
+        .with_context(|| format!("--venv {}: no lib/ directory; is it a virtualenv?", venv.display()))?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path().join("site-packages"))
@@ -321,7 +363,11 @@ pub fn venv_site_packages(venv: &Path) -> Result<PathBuf> {
         _ => bail!(
             "--venv {}: several site-packages directories ({}); pass the one to use with --site-packages",
             venv.display(),
-            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -340,7 +386,10 @@ mod tests {
     #[test]
     fn distribution_names_drop_versions_extras_and_markers() {
         assert_eq!(distribution_name("MarkupSafe>=2.0"), "MarkupSafe");
-        assert_eq!(distribution_name("zope.interface[test]>=5; python_version>'3'"), "zope.interface");
+        assert_eq!(
+            distribution_name("zope.interface[test]>=5; python_version>'3'"),
+            "zope.interface"
+        );
         assert_eq!(distribution_name("ujson"), "ujson");
     }
 }

@@ -139,10 +139,18 @@ impl ServeCommand {
             // Every app's serving instances, plus one each being replaced.
             max_instances: u32::try_from(planned.iter().map(|(_, _, c)| c.max_instances + 1).sum::<usize>())
                 .context("--instances is too large")?,
-            max_memory: planned.iter().map(|(_, _, c)| c.max_memory).max().unwrap_or(defaults.max_memory),
+            max_memory: planned
+                .iter()
+                .map(|(_, _, c)| c.max_memory)
+                .max()
+                .unwrap_or(defaults.max_memory),
         })
         .context("cannot set up the WebAssembly engine")?;
-        let cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(cache::default_dir) };
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(cache::default_dir)
+        };
 
         // Everything that can fail because of an app is checked before binding.
         let mut loaded = Vec::new();
@@ -178,7 +186,10 @@ impl ServeCommand {
             .with_context(|| format!("cannot listen on {}", self.listen))?;
         let local: SocketAddr = listener.local_addr()?;
         let host = self.listen.rsplit_once(':').map_or(self.listen.as_str(), |(h, _)| h);
-        let server_name = self.server_name.clone().unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
+        let server_name = self
+            .server_name
+            .clone()
+            .unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
         let mut mounts = Vec::new();
         for (app, prefix) in apps {
             let config = app.config();

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-
 use crate::commands::serve::parse_script_name;
 use wsgi_wasm::runtime::{AppConfig, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
@@ -21,7 +20,14 @@ pub struct AppSpec {
 }
 
 /// Keys an app spec may set, each mirroring the `serve` option of the same name.
-pub const KEYS: &[&str] = &["isolation", "instances", "queue", "max-memory", "cpu-timeout", "max-requests"];
+pub const KEYS: &[&str] = &[
+    "isolation",
+    "instances",
+    "queue",
+    "max-memory",
+    "cpu-timeout",
+    "max-requests",
+];
 
 pub fn parse(text: &str) -> Result<AppSpec, String> {
     let mut parts = text.split(',');
@@ -43,7 +49,11 @@ pub fn parse(text: &str) -> Result<AppSpec, String> {
         }
         overrides.push((key.to_owned(), value.to_owned()));
     }
-    Ok(AppSpec { prefix, file: PathBuf::from(file), overrides })
+    Ok(AppSpec {
+        prefix,
+        file: PathBuf::from(file),
+        overrides,
+    })
 }
 
 impl AppSpec {
@@ -69,7 +79,6 @@ impl AppSpec {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,7 +87,14 @@ mod tests {
     #[test]
     fn bare_file_mounts_at_the_default_prefix() {
         let spec = parse("app.wasm").unwrap();
-        assert_eq!(spec, AppSpec { prefix: None, file: "app.wasm".into(), overrides: vec![] });
+        assert_eq!(
+            spec,
+            AppSpec {
+                prefix: None,
+                file: "app.wasm".into(),
+                overrides: vec![]
+            }
+        );
     }
 
     #[test]
@@ -102,8 +118,15 @@ mod tests {
     #[test]
     fn bad_specs_say_what_is_wrong() {
         assert!(parse("/x=").unwrap_err().contains("no component file"));
-        assert!(parse("a.wasm,colour=blue").unwrap_err().contains("unknown option \"colour\""));
+        assert!(
+            parse("a.wasm,colour=blue")
+                .unwrap_err()
+                .contains("unknown option \"colour\"")
+        );
         assert!(parse("a.wasm,isolation").unwrap_err().contains("KEY=VALUE"));
-        assert!(parse("x/=a.wasm").is_ok_and(|s| s.prefix.is_none()), "a file path with '=' but no leading slash is a file");
+        assert!(
+            parse("x/=a.wasm").is_ok_and(|s| s.prefix.is_none()),
+            "a file path with '=' but no leading slash is a file"
+        );
     }
 }
