@@ -6,12 +6,14 @@
 
 use std::io::{BufWriter, Write};
 use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::SystemTime;
 
-/// Lines queued for the writer before callers wait. Large enough to absorb bursts at
-/// tens of thousands of requests per second; bounded so a flood of guest output
-/// cannot grow host memory without limit.
+/// Lines queued for the writer. Large enough to absorb bursts at tens of thousands
+/// of requests per second; bounded so a flood of guest output cannot grow host
+/// memory without limit. When it is full, lines are dropped (and counted) rather
+/// than making request handlers wait on the terminal.
 const LOG_QUEUE_LINES: usize = 64 * 1024;
 /// Longest line kept; a guest printing a megabyte without a newline is cut here.
 pub const MAX_LOG_LINE: usize = 16 * 1024;
@@ -22,6 +24,8 @@ enum Message {
 }
 
 static SENDER: OnceLock<SyncSender<Message>> = OnceLock::new();
+/// Lines dropped because the queue was full, reported by the writer when it catches up.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 fn sender() -> &'static SyncSender<Message> {
     SENDER.get_or_init(|| {
@@ -51,6 +55,10 @@ fn writer(rx: Receiver<Message>) {
             }
             next = rx.try_recv().ok();
         }
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(out, "{} {dropped} log lines dropped: logging could not keep up", timestamp());
+        }
         let _ = out.flush();
     }
 }
@@ -64,7 +72,9 @@ fn emit(mut line: String) {
         line.truncate(cut);
         line.push_str(" [line truncated]");
     }
-    let _ = sender().send(Message::Line(line));
+    if let Err(TrySendError::Full(_)) = sender().try_send(Message::Line(line)) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A server event: startup, shutdown, errors not tied to one request.
