@@ -57,7 +57,11 @@ fn writer(rx: Receiver<Message>) {
         }
         let dropped = DROPPED.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            let _ = writeln!(out, "{} {dropped} log lines dropped: logging could not keep up", timestamp());
+            let _ = writeln!(
+                out,
+                "{} {dropped} log lines dropped: logging could not keep up",
+                timestamp()
+            );
         }
         let _ = out.flush();
     }

@@ -10,12 +10,14 @@ mod commands;
 enum Cli {
     Serve(commands::serve::ServeCommand),
     Build(commands::build::BuildCommand),
+    Compile(commands::compile::CompileCommand),
 }
 
 fn main() {
     let result = match Cli::parse() {
         Cli::Serve(cmd) => cmd.execute(),
         Cli::Build(cmd) => cmd.execute(),
+        Cli::Compile(cmd) => cmd.execute(),
     };
     wsgi_wasm::log::flush();
     if let Err(e) = result {

@@ -196,3 +196,47 @@ fn non_component_files_fail_with_one_line_before_binding() {
         "{stderr}"
     );
 }
+
+#[test]
+fn compile_fills_the_cache_so_serve_starts_without_compiling() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let output = Command::new(wsgi_wasm_bin())
+        .arg("compile")
+        .arg(demo())
+        .args(["--cache-dir", cache_dir])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(": compiled in ") && stderr.contains("starts; cached in"),
+        "{stderr}"
+    );
+    // Serve with other limits: the compiled code does not depend on them.
+    let server = Server::start(
+        &demo(),
+        &["--cache-dir", cache_dir, "--max-memory", "64MiB", "--instances", "3"],
+    );
+    assert!(server.log().contains("loaded from cache"), "{}", server.log());
+    assert_eq!(curl(&[&server.url("/")]).status, 200);
+}
+
+#[test]
+fn compile_rejects_what_serve_would_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let output = Command::new(wsgi_wasm_bin())
+        .arg("compile")
+        .arg(&core)
+        .args(["--cache-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is a core WebAssembly module, not a component"),
+        "{stderr}"
+    );
+}

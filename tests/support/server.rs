@@ -28,11 +28,13 @@ impl Server {
     /// Several apps in one server: each spec is `[PREFIX=]FILE[,KEY=VALUE...]`.
     pub fn start_apps(specs: &[&str], args: &[&str]) -> Server {
         let cache = aot_cache_dir();
-        let mut child = Command::new(wsgi_wasm_bin())
-            .arg("serve")
-            .args(specs)
-            .args(["--listen", "127.0.0.1:0", "--cache-dir"])
-            .arg(&cache)
+        let mut command = Command::new(wsgi_wasm_bin());
+        command.arg("serve").args(specs).args(["--listen", "127.0.0.1:0"]);
+        // The shared test cache, unless the test brings its own.
+        if !args.contains(&"--cache-dir") {
+            command.arg("--cache-dir").arg(&cache);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,4 +1,5 @@
 //! One file per command, as wasmtime's CLI does.
 
 pub mod build;
+pub mod compile;
 pub mod serve;
