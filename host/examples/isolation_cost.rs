@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
             max_queue: 1,
             cpu_timeout: Duration::from_secs(30),
             max_requests_per_instance: u64::MAX,
+            grants: Default::default(),
         };
         let (app, _) = App::load(&engine, std::path::Path::new(&path), config, Some(&cache))?;
         let app = std::sync::Arc::new(app);

@@ -188,3 +188,52 @@ fn two_apps_at_the_same_prefix_fail_before_binding() {
     assert!(stderr.contains("two apps are mounted at /a"), "{stderr}");
     assert!(!stderr.contains("Serving HTTP"), "{stderr}");
 }
+
+#[test]
+fn granted_environment_variables_and_read_only_directories_are_all_the_app_gets() {
+    let granted = tempfile::tempdir().unwrap();
+    std::fs::write(granted.path().join("hello.txt"), "granted data").unwrap();
+    let dir_arg = format!("{}:/data", granted.path().display());
+    let server = Server::start(
+        &python_fixtures(),
+        &["--env", "GREETING=hello", "--env", "EMPTY=", "--dir", &dir_arg],
+    );
+    let get = |query: &str| -> Value {
+        serde_json::from_slice(&curl(&[&server.url(&format!("/granted?{query}"))]).body).unwrap()
+    };
+
+    let report = get("read=/data/hello.txt&list=/data");
+    assert_eq!(
+        report["environ"],
+        serde_json::json!({"GREETING": "hello", "EMPTY": ""}),
+        "only granted variables"
+    );
+    assert_eq!(report["read"], "ok: granted data");
+    assert_eq!(report["list"], "ok: ['hello.txt']");
+
+    let report = get("write=/data/new.txt");
+    assert!(report["write"].as_str().unwrap().starts_with("denied: "), "{report}");
+    assert!(
+        !granted.path().join("new.txt").exists(),
+        "the guest wrote to a read-only directory"
+    );
+
+    let report = get("read=/data/../../etc/passwd");
+    assert!(
+        report["read"].as_str().unwrap().starts_with("denied: "),
+        "escaped the granted directory: {report}"
+    );
+}
+
+#[test]
+fn a_granted_directory_that_does_not_exist_fails_before_binding() {
+    let output = std::process::Command::new(crate::support::components::wsgi_wasm_bin())
+        .arg("serve")
+        .arg(python_fixtures())
+        .args(["--dir", "/nonexistent/dir:/data", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/dir is not a directory"), "{stderr}");
+}

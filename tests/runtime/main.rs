@@ -19,6 +19,7 @@ fn config() -> AppConfig {
         max_queue: 16,
         cpu_timeout: Duration::from_secs(30),
         max_requests_per_instance: 1000,
+        grants: Default::default(),
     }
 }
 

@@ -45,6 +45,7 @@ impl CompileCommand {
                 max_queue: 0,
                 cpu_timeout: Duration::from_secs(30),
                 max_requests_per_instance: 1,
+                grants: Default::default(),
             };
             let (app, report) = App::load(&engine, path, config, Some(&cache_dir))?;
             runtime.block_on(app.warm_up())?;

@@ -15,7 +15,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use super::bindings::{WsgiApp, WsgiAppPre};
 use super::cache::{self, Source};
 use super::engine::EPOCH_TICK;
-use super::state::GuestState;
+use super::state::{Grants, GuestState};
 use crate::environ::Environ;
 use crate::http::exchange::{Exchange, Outcome};
 use crate::log;
@@ -43,6 +43,9 @@ pub struct AppConfig {
     pub cpu_timeout: Duration,
     /// In pooled mode, an instance is replaced after this many requests.
     pub max_requests_per_instance: u64,
+    /// What the sandbox grants beyond nothing: environment variables, read-only
+    /// directories.
+    pub grants: Grants,
 }
 
 struct Instance {
@@ -291,7 +294,8 @@ impl App {
     }
 
     async fn instantiate(&self) -> Result<Instance> {
-        let mut store = Store::new(&self.engine, GuestState::new(self.name.clone(), self.config.max_memory));
+        let state = GuestState::new(self.name.clone(), self.config.max_memory, &self.config.grants)?;
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         // Each tick the guest spends running costs one unit of its CPU budget and

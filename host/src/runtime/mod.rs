@@ -9,3 +9,4 @@ pub mod imports;
 pub mod state;
 
 pub use app::{App, AppConfig, Finished, Isolation};
+pub use state::Grants;

@@ -1,6 +1,7 @@
 //! What a guest's store holds: its WASI context (granting nothing by default), its
 //! resource limits, and the request it is serving, which the ABI imports act on.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,7 +10,7 @@ use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::http::exchange::Exchange;
 use crate::log;
@@ -25,9 +26,19 @@ pub struct GuestState {
     app: Arc<str>,
 }
 
+/// What an operator chose to give the sandbox: nothing unless listed here.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Environment variables the guest sees (os.environ), and only these.
+    pub env: Vec<(String, String)>,
+    /// Host directories visible read-only, as (host path, guest path).
+    pub dirs: Vec<(PathBuf, String)>,
+}
+
 impl GuestState {
-    pub fn new(app: Arc<str>, max_memory: usize) -> Self {
-        let wasi = WasiCtx::builder()
+    pub fn new(app: Arc<str>, max_memory: usize, grants: &Grants) -> wasmtime::Result<Self> {
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(LogStream {
                 app: app.clone(),
                 stream: "stdout",
@@ -36,8 +47,12 @@ impl GuestState {
                 app: app.clone(),
                 stream: "stderr",
             })
-            .build();
-        GuestState {
+            .envs(&grants.env);
+        for (host, guest) in &grants.dirs {
+            builder.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        }
+        let wasi = builder.build();
+        Ok(GuestState {
             wasi,
             table: ResourceTable::new(),
             limits: GuestLimits {
@@ -47,7 +62,7 @@ impl GuestState {
             exchange: None,
             cpu_ticks: 0,
             app,
-        }
+        })
     }
 
     pub fn app_name(&self) -> &str {

@@ -13,7 +13,7 @@ use wsgi_wasm::http::{Limits, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
 use wsgi_wasm::runtime::engine::{self, EngineSettings};
-use wsgi_wasm::runtime::{App, AppConfig, Isolation};
+use wsgi_wasm::runtime::{App, AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
 mod spec;
@@ -86,6 +86,16 @@ pub struct ServeCommand {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
 
+    /// An environment variable the apps see (os.environ), as KEY=VALUE; repeatable.
+    /// Apps see no other variables of the host.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+
+    /// A host directory the apps may read (never write), as HOST[:GUEST] (default
+    /// GUEST = HOST); repeatable. Apps see no other part of the host's filesystem.
+    #[arg(long = "dir", value_name = "HOST[:GUEST]", value_parser = parse_dir)]
+    dirs: Vec<(PathBuf, String)>,
+
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/wsgi-wasm or ~/.cache/wsgi-wasm].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -97,6 +107,25 @@ pub struct ServeCommand {
     /// Do not log a line per request.
     #[arg(long)]
     no_access_log: bool,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} should be KEY=VALUE")),
+    }
+}
+
+fn parse_dir(text: &str) -> Result<(PathBuf, String), String> {
+    let (host, guest) = text.split_once(':').unwrap_or((text, text));
+    if host.is_empty() || !guest.starts_with('/') {
+        return Err(format!("{text:?} should be HOST[:GUEST] with an absolute GUEST path"));
+    }
+    let host = PathBuf::from(host);
+    if !host.is_dir() {
+        return Err(format!("{} is not a directory", host.display()));
+    }
+    Ok((host, guest.to_owned()))
 }
 
 pub(crate) fn parse_script_name(text: &str) -> Result<String, String> {
@@ -122,6 +151,10 @@ impl ServeCommand {
             max_queue: self.queue,
             cpu_timeout: self.cpu_timeout,
             max_requests_per_instance: self.max_requests.max(1),
+            grants: Grants {
+                env: self.env.clone(),
+                dirs: self.dirs.clone(),
+            },
         };
         let mut planned = Vec::new();
         for spec in &self.apps {

@@ -109,6 +109,7 @@ mod tests {
             max_queue: 1,
             cpu_timeout: Duration::from_secs(1),
             max_requests_per_instance: 1,
+            grants: Default::default(),
         };
         let config = spec.config(&defaults).unwrap();
         assert_eq!(config.isolation, Isolation::Request);
