@@ -333,6 +333,34 @@ fn django_admin_login_page_renders_and_logs_in() {
 
 // --- Bottle, Falcon, Pyramid -----------------------------------------------
 
+/// What the Bottle and Pyramid examples both do the same way: echo JSON, take a
+/// form, count visits in a signed cookie, redirect /old to /hello/redirected.
+fn check_echo_form_counter_and_redirect(server: &Server, (counter_path, counter_key): (&str, &str), redirect: u16) {
+    let echo = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"x": [1]}"#,
+        &server.url("/api/echo"),
+    ]);
+    assert_eq!(json(&echo), serde_json::json!({"received": {"x": [1]}}));
+    let form = curl(&["--data", "name=Ann&colour=blue", &server.url("/form")]);
+    assert_eq!(form.text().trim(), "<p>Thanks, Ann! You like blue.</p>");
+    let (_dir, jar) = cookie_jar();
+    for expected in 1..=2 {
+        let counted = json(&curl(&["-c", &jar, "-b", &jar, &server.url(counter_path)]));
+        assert_eq!(counted, serde_json::json!({ counter_key: expected }));
+    }
+    let moved = curl(&[&server.url("/old")]);
+    assert_eq!(moved.status, redirect);
+    let location = moved.header("location");
+    assert!(
+        location.is_some_and(|l| l.ends_with("/hello/redirected")),
+        "{:?}",
+        moved.headers
+    );
+}
+
 #[test]
 fn bottle_app_answers_templates_json_forms_and_cookies() {
     let server = Server::start(&apps::bottle(), &[]);
@@ -354,35 +382,7 @@ fn bottle_app_answers_templates_json_forms_and_cookies() {
         (missing.status, missing.text().as_str()),
         (404, "not found: no item 700\n")
     );
-    let echo = curl(&[
-        "-H",
-        "Content-Type: application/json",
-        "--data",
-        r#"{"x": [1]}"#,
-        &server.url("/api/echo"),
-    ]);
-    assert_eq!(json(&echo), serde_json::json!({"received": {"x": [1]}}));
-    let form = curl(&["--data", "name=Ann&colour=blue", &server.url("/form")]);
-    assert_eq!(form.text().trim(), "<p>Thanks, Ann! You like blue.</p>");
-
-    let (_dir, jar) = cookie_jar();
-    assert_eq!(
-        json(&curl(&["-c", &jar, "-b", &jar, &server.url("/counter")])),
-        serde_json::json!({"count": 1})
-    );
-    assert_eq!(
-        json(&curl(&["-c", &jar, "-b", &jar, &server.url("/counter")])),
-        serde_json::json!({"count": 2})
-    );
-    let moved = curl(&[&server.url("/old")]);
-    assert_eq!(moved.status, 301);
-    assert!(
-        moved
-            .header("location")
-            .is_some_and(|l| l.ends_with("/hello/redirected")),
-        "{:?}",
-        moved.headers
-    );
+    check_echo_form_counter_and_redirect(&server, ("/counter", "count"), 301);
 }
 
 #[test]
@@ -449,34 +449,7 @@ fn pyramid_app_answers_renderers_forms_and_sessions() {
         (missing.status, missing.text().as_str()),
         (404, "not found: /api/items/700\n")
     );
-    let echo = curl(&[
-        "-H",
-        "Content-Type: application/json",
-        "--data",
-        r#"{"x": 1}"#,
-        &server.url("/api/echo"),
-    ]);
-    assert_eq!(json(&echo), serde_json::json!({"received": {"x": 1}}));
-    let form = curl(&["--data", "name=Ann&colour=blue", &server.url("/form")]);
-    assert_eq!(form.text().trim(), "<p>Thanks, Ann! You like blue.</p>");
-    let (_dir, jar) = cookie_jar();
-    assert_eq!(
-        json(&curl(&["-c", &jar, "-b", &jar, &server.url("/visit")])),
-        serde_json::json!({"visits": 1})
-    );
-    assert_eq!(
-        json(&curl(&["-c", &jar, "-b", &jar, &server.url("/visit")])),
-        serde_json::json!({"visits": 2})
-    );
-    let moved = curl(&[&server.url("/old")]);
-    assert_eq!(moved.status, 302);
-    assert!(
-        moved
-            .header("location")
-            .is_some_and(|l| l.ends_with("/hello/redirected")),
-        "{:?}",
-        moved.headers
-    );
+    check_echo_form_counter_and_redirect(&server, ("/visit", "visits"), 302);
 }
 
 // --- The build step --------------------------------------------------------
