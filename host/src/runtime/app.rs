@@ -15,7 +15,8 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use super::bindings::{WsgiApp, WsgiAppPre};
 use super::cache::{self, Source};
 use super::engine::EPOCH_TICK;
-use super::state::{Grants, GuestState};
+use super::grants::{Grants, NetworkPolicy};
+use super::state::GuestState;
 use crate::environ::Environ;
 use crate::http::exchange::{Exchange, Outcome};
 use crate::log;
@@ -43,8 +44,8 @@ pub struct AppConfig {
     pub cpu_timeout: Duration,
     /// In pooled mode, an instance is replaced after this many requests.
     pub max_requests_per_instance: u64,
-    /// What the sandbox grants beyond nothing: environment variables, read-only
-    /// directories.
+    /// What the sandbox grants beyond nothing: environment variables,
+    /// directories, outbound TCP destinations.
     pub grants: Grants,
 }
 
@@ -59,6 +60,8 @@ pub struct App {
     engine: Engine,
     pre: WsgiAppPre<GuestState>,
     config: AppConfig,
+    /// `config.grants.connect`, resolved once at load.
+    network: Arc<NetworkPolicy>,
     idle: Mutex<Vec<Instance>>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -122,8 +125,10 @@ impl App {
                 path.display()
             )
         })?;
+        let network = NetworkPolicy::resolve(&config.grants.connect).map_err(anyhow::Error::msg)?;
         let name: Arc<str> = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         let app = App {
+            network,
             name,
             engine: engine.clone(),
             pre,
@@ -294,7 +299,12 @@ impl App {
     }
 
     async fn instantiate(&self) -> Result<Instance> {
-        let state = GuestState::new(self.name.clone(), self.config.max_memory, &self.config.grants)?;
+        let state = GuestState::new(
+            self.name.clone(),
+            self.config.max_memory,
+            &self.config.grants,
+            self.network.clone(),
+        )?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
@@ -323,6 +333,7 @@ impl App {
 fn link(engine: &Engine, component: &Component) -> Result<WsgiAppPre<GuestState>> {
     let mut linker = Linker::<GuestState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    super::network::add_to_linker(&mut linker)?;
     super::imports::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(component)?;
     Ok(WsgiAppPre::new(pre)?)

@@ -5,8 +5,10 @@ pub mod app;
 pub mod bindings;
 pub mod cache;
 pub mod engine;
+pub mod grants;
 pub mod imports;
+pub mod network;
 pub mod state;
 
 pub use app::{App, AppConfig, Finished, Isolation};
-pub use state::Grants;
+pub use grants::Grants;

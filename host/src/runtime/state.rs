@@ -1,7 +1,7 @@
 //! What a guest's store holds: its WASI context (granting nothing by default), its
 //! resource limits, and the request it is serving, which the ABI imports act on.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,8 +10,10 @@ use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::grants::{Grants, NetworkPolicy};
 use crate::http::exchange::Exchange;
 use crate::log;
 
@@ -24,19 +26,17 @@ pub struct GuestState {
     /// Epoch ticks this request has run for (its CPU time, in EPOCH_TICKs).
     pub cpu_ticks: u64,
     app: Arc<str>,
-}
-
-/// What an operator chose to give the sandbox: nothing unless listed here.
-#[derive(Debug, Clone, Default)]
-pub struct Grants {
-    /// Environment variables the guest sees (os.environ), and only these.
-    pub env: Vec<(String, String)>,
-    /// Host directories visible read-only, as (host path, guest path).
-    pub dirs: Vec<(PathBuf, String)>,
+    /// Where this guest may connect, and which names it may look up.
+    pub network: Arc<NetworkPolicy>,
 }
 
 impl GuestState {
-    pub fn new(app: Arc<str>, max_memory: usize, grants: &Grants) -> wasmtime::Result<Self> {
+    pub fn new(
+        app: Arc<str>,
+        max_memory: usize,
+        grants: &Grants,
+        network: Arc<NetworkPolicy>,
+    ) -> wasmtime::Result<Self> {
         let mut builder = WasiCtx::builder();
         builder
             .stdout(LogStream {
@@ -48,8 +48,31 @@ impl GuestState {
                 stream: "stderr",
             })
             .envs(&grants.env);
-        for (host, guest) in &grants.dirs {
-            builder.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        for dir in &grants.dirs {
+            let perms = if dir.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            builder.preopened_dir(&dir.host, &dir.guest, perms)?;
+        }
+        if !network.is_empty() {
+            // TCP only, and only to granted destinations. Name lookups are served by
+            // the shadowed ip-name-lookup (runtime::network), which answers granted
+            // names and IP literals without ever asking DNS about anything else.
+            let policy = network.clone();
+            let app = app.clone();
+            builder
+                .allow_tcp(true)
+                .allow_udp(false)
+                .allow_ip_name_lookup(true)
+                .socket_addr_check(move |addr, use_| {
+                    let allowed = socket_use_allowed(&policy, addr, use_);
+                    if !allowed {
+                        log::app(&app, "denied", denial_message(addr, use_));
+                    }
+                    Box::pin(async move { allowed })
+                });
         }
         let wasi = builder.build();
         Ok(GuestState {
@@ -62,11 +85,32 @@ impl GuestState {
             exchange: None,
             cpu_ticks: 0,
             app,
+            network,
         })
     }
 
     pub fn app_name(&self) -> &str {
         &self.app
+    }
+}
+
+/// A connection to a granted destination, and the implicit bind that comes with
+/// it; never a listening socket or an explicit bind to an address of its own.
+fn socket_use_allowed(policy: &NetworkPolicy, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+    match use_ {
+        SocketAddrUse::TcpConnect => policy.may_connect(addr),
+        SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+        _ => false,
+    }
+}
+
+fn denial_message(addr: SocketAddr, use_: SocketAddrUse) -> String {
+    match use_ {
+        SocketAddrUse::TcpConnect => {
+            format!("connection to {addr} refused: not granted (allow it with --allow-connect {addr})")
+        }
+        SocketAddrUse::TcpBind => format!("bind to {addr} refused: apps may only make outbound connections"),
+        _ => format!("{use_:?} on {addr} refused: apps may only make outbound TCP connections"),
     }
 }
 

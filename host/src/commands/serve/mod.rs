@@ -13,6 +13,7 @@ use wsgi_wasm::http::{Limits, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
 use wsgi_wasm::runtime::engine::{self, EngineSettings};
+use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant};
 use wsgi_wasm::runtime::{App, AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
@@ -27,7 +28,8 @@ pub struct ServeCommand {
     /// Several apps share one server when mounted at prefixes:
     /// `/shop=shop.wasm /blog=blog.wasm,isolation=request`. Options after the file
     /// (isolation, instances, queue, max-memory, cpu-timeout, max-requests)
-    /// override the command-line values for that app.
+    /// override the command-line values for that app; grants (env, dir,
+    /// allow-connect) add to the command line's for that app only.
     #[arg(required = true, value_name = "[PREFIX=]APP.wasm[,KEY=VALUE...]", value_parser = spec::parse)]
     apps: Vec<AppSpec>,
 
@@ -88,13 +90,20 @@ pub struct ServeCommand {
 
     /// An environment variable the apps see (os.environ), as KEY=VALUE; repeatable.
     /// Apps see no other variables of the host.
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = grants::parse_env)]
     env: Vec<(String, String)>,
 
-    /// A host directory the apps may read (never write), as HOST[:GUEST] (default
-    /// GUEST = HOST); repeatable. Apps see no other part of the host's filesystem.
-    #[arg(long = "dir", value_name = "HOST[:GUEST]", value_parser = parse_dir)]
-    dirs: Vec<(PathBuf, String)>,
+    /// A host directory the apps may use, as HOST[:GUEST][:ro|rw] (default GUEST =
+    /// HOST, read-only); repeatable. Apps see no other part of the host's filesystem
+    /// and can write only under directories granted `rw`.
+    #[arg(long = "dir", value_name = "HOST[:GUEST][:ro|rw]", value_parser = grants::parse_dir)]
+    dirs: Vec<DirGrant>,
+
+    /// A TCP destination the apps may connect to, as HOST:PORT (an IP address, or a
+    /// name resolved once at start); repeatable. Apps may open no other connection,
+    /// look up no other name, and never listen or use UDP.
+    #[arg(long = "allow-connect", value_name = "HOST:PORT", value_parser = grants::parse_connect)]
+    allow_connect: Vec<ConnectGrant>,
 
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/wsgi-wasm or ~/.cache/wsgi-wasm].
     #[arg(long)]
@@ -107,25 +116,6 @@ pub struct ServeCommand {
     /// Do not log a line per request.
     #[arg(long)]
     no_access_log: bool,
-}
-
-fn parse_env(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("{text:?} should be KEY=VALUE")),
-    }
-}
-
-fn parse_dir(text: &str) -> Result<(PathBuf, String), String> {
-    let (host, guest) = text.split_once(':').unwrap_or((text, text));
-    if host.is_empty() || !guest.starts_with('/') {
-        return Err(format!("{text:?} should be HOST[:GUEST] with an absolute GUEST path"));
-    }
-    let host = PathBuf::from(host);
-    if !host.is_dir() {
-        return Err(format!("{} is not a directory", host.display()));
-    }
-    Ok((host, guest.to_owned()))
 }
 
 pub(crate) fn parse_script_name(text: &str) -> Result<String, String> {
@@ -154,6 +144,7 @@ impl ServeCommand {
             grants: Grants {
                 env: self.env.clone(),
                 dirs: self.dirs.clone(),
+                connect: self.allow_connect.clone(),
             },
         };
         let mut planned = Vec::new();

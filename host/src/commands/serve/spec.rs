@@ -3,11 +3,14 @@
 //! `app.wasm` mounts one app at the root; `/shop=shop.wasm /blog=blog.wasm` serves
 //! two apps in one process, each under its prefix (its SCRIPT_NAME). Options after
 //! the file override the command-line defaults for that app only:
-//! `/blog=blog.wasm,isolation=request,instances=2,max-memory=64MiB`.
+//! `/blog=blog.wasm,isolation=request,instances=2,max-memory=64MiB`. Grants given
+//! this way add to the command line's for that app only:
+//! `/blog=blog.wasm,dir=blog-data:/data:rw,allow-connect=127.0.0.1:5432,env=MODE=prod`.
 
 use std::path::PathBuf;
 
 use crate::commands::serve::parse_script_name;
+use wsgi_wasm::runtime::grants;
 use wsgi_wasm::runtime::{AppConfig, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
@@ -27,6 +30,9 @@ pub const KEYS: &[&str] = &[
     "max-memory",
     "cpu-timeout",
     "max-requests",
+    "env",
+    "dir",
+    "allow-connect",
 ];
 
 pub fn parse(text: &str) -> Result<AppSpec, String> {
@@ -72,6 +78,9 @@ impl AppSpec {
                 "max-memory" => config.max_memory = parse_size(value).map_err(bad)? as usize,
                 "cpu-timeout" => config.cpu_timeout = parse_duration(value).map_err(bad)?,
                 "max-requests" => config.max_requests_per_instance = number(value)?.max(1),
+                "env" => config.grants.env.push(grants::parse_env(value).map_err(bad)?),
+                "dir" => config.grants.dirs.push(grants::parse_dir(value).map_err(bad)?),
+                "allow-connect" => config.grants.connect.push(grants::parse_connect(value).map_err(bad)?),
                 _ => unreachable!("keys are checked when parsing"),
             }
         }
@@ -114,6 +123,45 @@ mod tests {
         let config = spec.config(&defaults).unwrap();
         assert_eq!(config.isolation, Isolation::Request);
         assert_eq!(config.max_memory, 64 << 20);
+    }
+
+    #[test]
+    fn per_app_grants_add_to_the_command_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = parse(&format!(
+            "/blog=blog.wasm,env=MODE=a=b,dir={}:/data:rw,allow-connect=127.0.0.1:5432",
+            dir.path().display()
+        ))
+        .unwrap();
+        let mut defaults = AppConfig {
+            isolation: Isolation::Pooled,
+            max_memory: 1,
+            max_instances: 1,
+            max_queue: 1,
+            cpu_timeout: Duration::from_secs(1),
+            max_requests_per_instance: 1,
+            grants: Default::default(),
+        };
+        defaults.grants.env.push(("GLOBAL".into(), "1".into()));
+        let config = spec.config(&defaults).unwrap();
+        assert_eq!(
+            config.grants.env,
+            [
+                ("GLOBAL".to_owned(), "1".to_owned()),
+                ("MODE".to_owned(), "a=b".to_owned())
+            ]
+        );
+        assert_eq!(config.grants.dirs.len(), 1);
+        assert!(config.grants.dirs[0].writable);
+        assert_eq!(config.grants.connect[0].port, 5432);
+        let err = parse("a.wasm,allow-connect=127.0.0.1:99999")
+            .unwrap()
+            .config(&defaults)
+            .unwrap_err();
+        assert!(
+            err.contains("allow-connect=127.0.0.1:99999") && err.contains("1-65535"),
+            "{err}"
+        );
     }
 
     #[test]
