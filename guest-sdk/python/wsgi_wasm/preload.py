@@ -304,11 +304,31 @@ def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
 
 
 def _compat():
-    """Fills stdlib gaps of CPython for WASI that have an exact pure-Python equivalent."""
+    """Fills stdlib gaps of CPython for WASI (pbkdf2_hmac, an importable ssl) and makes
+    refusals of ungranted network use say which option allows it."""
     import hashlib
 
     if not hasattr(hashlib, "pbkdf2_hmac"):
         hashlib.pbkdf2_hmac = _pbkdf2_hmac
+    try:
+        import ssl  # noqa: F401
+    except ImportError:
+        # Packages import ssl at load time without using it (scramp, PyJWT): give
+        # them a module that imports and fails clearly only when TLS is used.
+        from . import ssl_shim
+
+        sys.modules["ssl"] = ssl_shim
+    from . import net
+
+    net.install()
+    try:
+        import sqlite3  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        from . import sqlite_create
+
+        sqlite_create.install()
 
 
 def _import_all(names, missing):
@@ -461,7 +481,7 @@ def missing():
 # Standard-library modules the sandbox's CPython (3.14 for WASI) does not have at
 # all: no amount of preloading brings them.
 UNAVAILABLE = {
-    "ssl", "_ssl", "_hashlib", "ctypes", "_ctypes", "bz2", "_bz2", "lzma", "_lzma",
+    "_ssl", "_hashlib", "ctypes", "_ctypes", "bz2", "_bz2", "lzma", "_lzma",
     "subprocess", "_posixsubprocess", "multiprocessing", "readline", "curses", "_curses",
     "tkinter", "_tkinter", "dbm", "_dbm", "_gdbm", "resource", "termios", "grp", "pwd",
 }
@@ -474,7 +494,7 @@ def _hint(name):
     if top in UNAVAILABLE:
         return (
             f"{HINT_MARK}{name!r} is not available in the sandbox's CPython (3.14 for WASI has no "
-            f"ssl, ctypes, bz2, lzma or subprocess); the app cannot use it here"
+            f"OpenSSL, ctypes, bz2, lzma or subprocess); the app cannot use it here"
         )
     if top in _build_time_names or name in _build_time_names:
         return (

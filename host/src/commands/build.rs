@@ -21,9 +21,18 @@ const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/python/wsgi_wasm/adapter.py"),
     ),
     ("files.py", include_str!("../../../guest-sdk/python/wsgi_wasm/files.py")),
+    ("net.py", include_str!("../../../guest-sdk/python/wsgi_wasm/net.py")),
     (
         "preload.py",
         include_str!("../../../guest-sdk/python/wsgi_wasm/preload.py"),
+    ),
+    (
+        "sqlite_create.py",
+        include_str!("../../../guest-sdk/python/wsgi_wasm/sqlite_create.py"),
+    ),
+    (
+        "ssl_shim.py",
+        include_str!("../../../guest-sdk/python/wsgi_wasm/ssl_shim.py"),
     ),
     (
         "streams.py",
