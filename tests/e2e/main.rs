@@ -6,6 +6,7 @@ mod support;
 
 mod environ;
 mod frameworks;
+mod grants;
 mod http11;
 mod input;
 mod isolation;

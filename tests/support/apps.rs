@@ -3,6 +3,7 @@
 //! its files; installed requirements are cached by content under the test cache.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +23,11 @@ pub fn falcon() -> PathBuf {
 
 pub fn pyramid() -> PathBuf {
     framework("pyramid", "app:app", &[])
+}
+
+/// apps/notes-db: notes in PostgreSQL (pg8000), Redis (redis-py) or SQLite.
+pub fn notes_db() -> PathBuf {
+    framework("notes-db", "app:app", &[])
 }
 
 pub fn django() -> PathBuf {
@@ -68,6 +74,42 @@ fn framework(name: &str, target: &str, extra: &[&str]) -> PathBuf {
     // files count too, so the whole tree's digest goes into the name.
     let name = format!("{name}-{}", tree_digest(&dir));
     python_component(&name, target, &[&dir], &args)
+}
+
+/// A native virtualenv (the machine's python3) with `requirements` installed, for
+/// what an operator runs natively beside the sandbox (Django's `manage.py migrate`).
+/// Built once per content of the requirements file; returns the venv's python.
+pub fn native_venv(requirements: &Path) -> PathBuf {
+    let mut hash = Sha256::new();
+    hash.update(std::fs::read(requirements).unwrap());
+    let digest: String = hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let root = aot_cache_dir().parent().unwrap().join("test-venvs");
+    std::fs::create_dir_all(&root).unwrap();
+    let venv = root.join(digest);
+    let python = venv.join("bin/python");
+    let lock = std::fs::File::create(root.join("venv.lock")).unwrap();
+    lock.lock().unwrap();
+    if !venv.join("ready").exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(status.success(), "python3 -m venv failed");
+        let output = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(requirements)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pip install failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(venv.join("ready"), "").unwrap();
+    }
+    python
 }
 
 fn tree_digest(dir: &Path) -> String {

@@ -6,3 +6,4 @@ pub mod apps;
 pub mod client;
 pub mod components;
 pub mod server;
+pub mod services;
