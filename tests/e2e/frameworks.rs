@@ -284,6 +284,96 @@ fn django_form_post_with_csrf_writes_to_sqlite_in_memory() {
     assert!(list.text().contains("<a href=\"/notes/1/\">Ann</a>"), "{}", list.text());
 }
 
+/// The README's way: `manage.py migrate` and `createsuperuser` natively against
+/// the file, then serve it from a directory granted read-write.
+fn migrated_django_database() -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let project = repo_root().join("apps/django");
+    let python = apps::native_venv(&project.join("requirements.txt"));
+    let db = data.path().join("db.sqlite3");
+    for args in [
+        &["migrate", "--noinput"][..],
+        &[
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "ops",
+            "--email",
+            "ops@example.com",
+        ][..],
+    ] {
+        let output = Command::new(&python)
+            .arg("manage.py")
+            .args(args)
+            .current_dir(&project)
+            .env("DJANGO_DB_PATH", &db)
+            .env("DJANGO_SUPERUSER_PASSWORD", "ops-password")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "manage.py {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    data
+}
+
+#[test]
+fn django_notes_persist_in_sqlite_across_instances_and_restarts() {
+    let data = migrated_django_database();
+    let args = [
+        "--dir",
+        &format!("{}:/data:rw", data.path().display()),
+        "--env",
+        "DJANGO_DB_PATH=/data/db.sqlite3",
+        "--instances",
+        "3",
+    ];
+    let server = Server::start(&apps::django(), &args);
+    let (_dir, jar) = cookie_jar();
+    let form = curl(&["-c", &jar, "-b", &jar, &server.url("/")]);
+    assert!(form.text().contains("No notes yet."), "{}", form.text());
+    let body = format!(
+        "csrfmiddlewaretoken={}&author=Ann&text=Kept+on+disk",
+        csrf_token(&form.text())
+    );
+    let created = curl(&["-c", &jar, "-b", &jar, "--data", &body, &server.url("/")]);
+    assert_eq!(created.status, 302, "{}\n{}", created.text(), server.log());
+    assert_eq!(created.header("location"), Some("/notes/1/"));
+
+    // Concurrent readers keep all three instances busy: each one sees the note.
+    let counts = crate::support::client::load(server.addr, &[("/notes/1/", 30)], 3);
+    assert_eq!(counts["/notes/1/"], serde_json::json!({"200": 30}), "{counts}");
+    let api = curl(&[&server.url("/api/notes/")]);
+    assert_eq!(json(&api)["notes"][0]["text"], "Kept on disk");
+
+    // A restart starts from the file, not from the build's snapshot.
+    drop(server);
+    let server = Server::start(&apps::django(), &args);
+    let api = curl(&[&server.url("/api/notes/")]);
+    assert_eq!(json(&api)["count"], 1, "{}", server.log());
+    assert_eq!(json(&api)["notes"][0]["author"], "Ann");
+
+    // The superuser made natively is the one the sandboxed admin knows; the
+    // build's demo account belongs to the in-memory database only.
+    let native = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT text FROM notes_note').fetchall())",
+        ])
+        .arg(data.path().join("db.sqlite3"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&native.stdout).trim(), "[('Kept on disk',)]");
+    let users = Command::new("python3")
+        .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT username FROM auth_user').fetchall())"])
+        .arg(data.path().join("db.sqlite3"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&users.stdout).trim(), "[('ops',)]");
+}
+
 #[test]
 fn django_admin_login_page_renders_and_logs_in() {
     let server = Server::start(&apps::django(), &["--instances", "1"]);

@@ -1,10 +1,13 @@
 """Settings for a small Django project served from a WebAssembly sandbox.
 
-Nothing here is specific to wsgi-wasm except what a sandbox without files implies:
-the database is SQLite in memory (each instance, like each gunicorn worker, has its
-own; wsgi.py creates the tables at startup).
+The database is the SQLite file named by DJANGO_DB_PATH, in a directory the server
+grants read-write (`--dir data:/data:rw --env DJANGO_DB_PATH=/data/db.sqlite3`):
+every instance and every restart sees the same data. Without it, the database is
+SQLite in memory, separately in each instance (wsgi.py creates its tables), for
+trying the example with no setup.
 """
 
+import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -56,7 +59,12 @@ WSGI_APPLICATION = "mysite.wsgi.application"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": ":memory:",
+        # Read again by wsgi.py at run time: settings are imported when the
+        # component is built, where the granted directory does not exist.
+        "NAME": os.environ.get("DJANGO_DB_PATH", ":memory:"),
+        # Other instances write to the same file: wait for their transactions
+        # instead of failing at once with "database is locked".
+        "OPTIONS": {"timeout": 30},
     }
 }
 
