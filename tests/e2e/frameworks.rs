@@ -391,8 +391,8 @@ fn django_admin_login_page_renders_and_logs_in() {
         "{html}"
     );
 
-    // The demo superuser (mysite/wsgi.py). Django's PBKDF2 hasher runs in Python
-    // in the sandbox (no OpenSSL), so this request takes seconds.
+    // The demo superuser (mysite/wsgi.py), checked with Django's default hasher:
+    // PBKDF2-SHA256, 1,000,000 rounds, which the host computes for the sandbox.
     let body = format!(
         "csrfmiddlewaretoken={}&username=admin&password=sandbox-demo&next=/admin/",
         csrf_token(&html)
@@ -411,6 +411,14 @@ fn django_admin_login_page_renders_and_logs_in() {
     ]);
     assert_eq!(posted.status, 302, "{}\n{}", posted.text(), server.log());
     assert_eq!(posted.header("location"), Some("/admin/"));
+    assert!(server.wait_for_log("\"POST /admin/login/ HTTP/1.1\" 302", Duration::from_secs(5)));
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"POST /admin/login/ HTTP/1.1\" 302"))
+        .unwrap();
+    let millis: f64 = line.rsplit(' ').next().unwrap().trim_end_matches("ms").parse().unwrap();
+    assert!(millis < 1000.0, "login took {millis} ms of server time: {line}");
     let index = curl(&["-b", &jar, &server.url("/admin/")]);
     assert!(
         index

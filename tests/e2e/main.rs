@@ -7,6 +7,7 @@ mod support;
 mod environ;
 mod frameworks;
 mod grants;
+mod host_services;
 mod http11;
 mod input;
 mod isolation;

@@ -12,6 +12,7 @@ import traceback
 from componentize_py_types import Err
 from wit_world.imports import server
 
+from . import preload
 from .streams import ErrorStream, InputStream
 
 # Flags the host sends as "1"/"0" (WIT strings); PEP 3333 wants bools.
@@ -186,6 +187,7 @@ def export(application):
 
     class WitWorld:
         def call(self, environ):
+            preload.at_build_time = False
             try:
                 _run(application, environ)
             except BaseException as exc:  # noqa: BLE001 - an app error must never trap

@@ -260,10 +260,9 @@ FRAMEWORKS = {
 }
 
 
-def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
-    """hashlib.pbkdf2_hmac in Python (RFC 8018), for a CPython built without
-    OpenSSL, whose hashlib lacks it. Same results; slower (Django's default
-    password hasher runs it for every login)."""
+def _pbkdf2_hmac_in_python(hash_name, password, salt, iterations, dklen=None):
+    """hashlib.pbkdf2_hmac in Python (RFC 8018), for build time only, when the
+    host that computes it at run time is not there. Same results, ~10x slower."""
     import hashlib
     import hmac
 
@@ -301,6 +300,47 @@ def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
         blocks.append(acc.to_bytes(outer_size, "big"))
         block += 1
     return b"".join(blocks)[:dklen]
+
+
+# True while the component is being built (the app imported and warmed up), when
+# the host's imports are not there; the adapter clears it on the first request.
+at_build_time = True
+
+# Digest sizes of the hashes the host's pbkdf2-hmac offers (dklen=None means one).
+_PBKDF2_DIGEST_SIZES = {"sha1": 20, "sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}
+
+
+def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
+    """hashlib.pbkdf2_hmac, computed by the host (the sandbox's CPython has no
+    OpenSSL). Same arguments, results and errors as CPython's; its time counts
+    against the request's CPU limit. While building (Django creating a user at
+    import time, say) there is no host: the same result in Python, slowly."""
+    from componentize_py_types import Err
+    from wit_world.imports import server
+
+    if at_build_time:
+        return _pbkdf2_hmac_in_python(hash_name, password, salt, iterations, dklen)
+
+    if not isinstance(hash_name, str):
+        raise TypeError(f"pbkdf2_hmac() argument 'hash_name' must be str, not {type(hash_name).__name__}")
+    name = hash_name.lower()
+    if name not in _PBKDF2_DIGEST_SIZES:
+        raise ValueError(f"unsupported hash type {hash_name}")
+    password, salt = bytes(memoryview(password)), bytes(memoryview(salt))
+    if iterations < 1:
+        raise ValueError("iteration value must be greater than 0.")
+    if iterations > 0xFFFFFFFF:
+        raise OverflowError("iteration value is too great.")
+    if dklen is None:
+        dklen = _PBKDF2_DIGEST_SIZES[name]
+    if dklen < 1:
+        raise ValueError("key length must be greater than 0.")
+    if dklen > 0xFFFFFFFF:
+        raise OverflowError("key length is too great.")
+    try:
+        return bytes(server.pbkdf2_hmac(name, password.decode("latin-1"), salt.decode("latin-1"), iterations, dklen))
+    except Err as e:
+        raise ValueError(e.value) from None
 
 
 def _compat():

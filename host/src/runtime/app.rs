@@ -305,15 +305,17 @@ impl App {
             &self.config.grants,
             self.network.clone(),
         )?;
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
         let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let mut store = Store::new(&self.engine, state);
+        store.data_mut().cpu_budget = budget;
+        store.limiter(|state| &mut state.limits);
         // Each tick the guest spends running costs one unit of its CPU budget and
         // yields to the executor, so one busy guest cannot starve other requests.
+        // Host work done for it (key derivation) is charged to the same count.
         store.epoch_deadline_callback(move |mut ctx| {
             let state = ctx.data_mut();
             state.cpu_ticks += 1;
-            if state.cpu_ticks > budget {
+            if state.cpu_ticks > state.cpu_budget {
                 return Err(Trap::Interrupt.into());
             }
             // tokio's yield_now puts the task at the back of the run queue; a

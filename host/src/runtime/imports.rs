@@ -7,11 +7,14 @@
 //! request stays flat whatever the guest does. The signatures here are checked
 //! against the component's imports when it is linked.
 
+use std::time::Instant;
+
 use anyhow::Result;
 use bytes::Bytes;
-use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, WasmList, WasmStr};
+use wasmtime::{StoreContextMut, Trap};
 
+use super::crypto;
 use super::state::GuestState;
 use crate::http::exchange::Exchange;
 use crate::log;
@@ -27,6 +30,9 @@ pub const MAX_WRITE_PIECE: usize = 256 * 1024;
 /// body (the SDK's piece size) is at most twice that once UTF-8 encoded. A string
 /// can only be read whole, so the size is bounded per call instead of piecewise.
 pub const MAX_LATIN1_PIECE_UTF8: usize = 2 * MAX_WRITE_PIECE;
+
+/// Longest hash name accepted ("sha512" is 6): anything longer is not a hash.
+const MAX_HASH_NAME: usize = 32;
 
 type Answer = (Result<(), String>,);
 
@@ -110,6 +116,37 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
             Ok((result.map(|bytes| bytes.to_vec()).map_err(|e| e.to_string()),))
         })
     })?;
+
+    server.func_wrap_async(
+        "pbkdf2-hmac",
+        |mut store: StoreContextMut<'_, GuestState>,
+         (hash, password, salt, iterations, dklen): (WasmStr, WasmStr, WasmStr, u32, u32)| {
+            Box::new(async move {
+                let hash = match hash.to_str(&store) {
+                    Ok(name) if name.len() <= MAX_HASH_NAME => name.into_owned(),
+                    _ => return Ok((Err("unsupported hash type".to_owned()),)),
+                };
+                let (password, salt) = match (latin1_piece(&store, &password), latin1_piece(&store, &salt)) {
+                    (Ok(password), Ok(salt)) => (password, salt),
+                    (Err(message), _) | (_, Err(message)) => return Ok((Err(message),)),
+                };
+                let deadline = store.data().cpu_deadline();
+                let started = Instant::now();
+                // Seconds of hashing must not stall the executor's other requests.
+                let result = tokio::task::spawn_blocking(move || {
+                    crypto::pbkdf2_hmac(&hash, &password, &salt, iterations, dklen, deadline)
+                })
+                .await?;
+                store.data_mut().charge_cpu(started.elapsed());
+                match result {
+                    Ok(key) => Ok((Ok(key),)),
+                    // The same trap as a guest running out of CPU time: a 504.
+                    Err(crypto::Pbkdf2Error::DeadlinePassed) => Err(Trap::Interrupt.into()),
+                    Err(other) => Ok((Err(other.to_string()),)),
+                }
+            })
+        },
+    )?;
 
     server.func_wrap_async(
         "log",

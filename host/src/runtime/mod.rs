@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bindings;
 pub mod cache;
+pub mod crypto;
 pub mod engine;
 pub mod grants;
 pub mod imports;

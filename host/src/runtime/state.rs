@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
@@ -13,9 +14,15 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
 use crate::http::exchange::Exchange;
 use crate::log;
+
+/// Cap on one host computation for a guest when no CPU budget applies (outside a
+/// request): a day is "unbounded" for any real use, and keeps Instant arithmetic
+/// from overflowing.
+const MAX_HOST_WORK: Duration = Duration::from_secs(24 * 3600);
 
 pub struct GuestState {
     wasi: WasiCtx,
@@ -25,6 +32,8 @@ pub struct GuestState {
     pub exchange: Option<Exchange>,
     /// Epoch ticks this request has run for (its CPU time, in EPOCH_TICKs).
     pub cpu_ticks: u64,
+    /// Ticks a request may run for (`--cpu-timeout`).
+    pub cpu_budget: u64,
     app: Arc<str>,
     /// Where this guest may connect, and which names it may look up.
     pub network: Arc<NetworkPolicy>,
@@ -84,6 +93,7 @@ impl GuestState {
             },
             exchange: None,
             cpu_ticks: 0,
+            cpu_budget: u64::MAX,
             app,
             network,
         })
@@ -91,6 +101,20 @@ impl GuestState {
 
     pub fn app_name(&self) -> &str {
         &self.app
+    }
+
+    /// When host work done for this request (outside wasm, where epochs do not
+    /// count) must stop: the CPU time the request has left, from now.
+    pub fn cpu_deadline(&self) -> Instant {
+        let left = self.cpu_budget.saturating_sub(self.cpu_ticks);
+        let left = EPOCH_TICK.saturating_mul(u32::try_from(left).unwrap_or(u32::MAX));
+        Instant::now() + left.min(MAX_HOST_WORK)
+    }
+
+    /// Counts host work done for the guest as its CPU time.
+    pub fn charge_cpu(&mut self, spent: Duration) {
+        let ticks = spent.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+        self.cpu_ticks = self.cpu_ticks.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX));
     }
 }
 

@@ -1,0 +1,96 @@
+//! Services the host lends the sandbox because its CPython lacks them:
+//! `hashlib.pbkdf2_hmac` computed by the host, within the request's CPU limit.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::client::curl;
+use crate::support::components::python_fixtures;
+use crate::support::server::Server;
+
+fn native_pbkdf2(hash: &str, password: &str, salt: &str, iterations: u32, dklen: Option<u32>) -> String {
+    let dklen = dklen.map_or("None".to_owned(), |n| n.to_string());
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import hashlib,sys; print(hashlib.pbkdf2_hmac({hash:?}, sys.argv[1].encode(), sys.argv[2].encode(), {iterations}, {dklen}).hex())"
+            ),
+            password,
+            salt,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn pbkdf2_hmac_in_the_sandbox_matches_native_cpython() {
+    let server = Server::start(&python_fixtures(), &[]);
+    for (hash, iterations, dklen) in [
+        ("sha1", 1, None),
+        ("sha1", 4096, Some(25)),
+        ("sha224", 10, None),
+        ("sha256", 1000, None),
+        ("SHA256", 1000, Some(80)),
+        ("sha384", 3, Some(7)),
+        ("sha512", 1000, None),
+    ] {
+        let (password, salt) = ("pässword", "sält");
+        let mut url = server.url(&format!(
+            "/pbkdf2?hash={hash}&password=p%C3%A4ssword&salt=s%C3%A4lt&iterations={iterations}"
+        ));
+        if let Some(n) = dklen {
+            url.push_str(&format!("&dklen={n}"));
+        }
+        let sandboxed = curl(&[&url]).text();
+        assert_eq!(
+            sandboxed,
+            native_pbkdf2(hash, password, salt, iterations, dklen),
+            "{hash} {iterations}"
+        );
+    }
+    // CPython's own errors for bad arguments.
+    for (query, error) in [
+        ("hash=md4&iterations=1", "error: ValueError: unsupported hash type md4"),
+        (
+            "hash=sha256&iterations=0",
+            "error: ValueError: iteration value must be greater than 0.",
+        ),
+        (
+            "hash=sha256&iterations=1&dklen=0",
+            "error: ValueError: key length must be greater than 0.",
+        ),
+        (
+            "hash=sha256&iterations=4294967296",
+            "error: OverflowError: iteration value is too great.",
+        ),
+        (
+            "hash=sha256&iterations=1&dklen=5000",
+            "error: ValueError: key length must be between 1 and 1024 bytes",
+        ),
+    ] {
+        assert_eq!(
+            curl(&[&server.url(&format!("/pbkdf2?{query}"))]).text(),
+            error,
+            "{query}"
+        );
+    }
+}
+
+#[test]
+fn pbkdf2_hmac_cannot_escape_the_cpu_limit() {
+    let server = Server::start(&python_fixtures(), &["--cpu-timeout", "1s", "--instances", "1"]);
+    let started = Instant::now();
+    let response = curl(&[&server.url("/pbkdf2?hash=sha512&iterations=4294967295")]);
+    let took = started.elapsed();
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // The instance was replaced; the next request is served normally.
+    let next = curl(&[&server.url("/pbkdf2?hash=sha256&iterations=1")]);
+    assert_eq!(next.status, 200);
+    assert_eq!(next.text().len(), 64);
+}
