@@ -8,6 +8,7 @@ mod environ;
 mod frameworks;
 mod http11;
 mod input;
+mod install;
 mod isolation;
 mod limits;
 mod response;

@@ -97,8 +97,8 @@ pub struct BuildCommand {
     #[arg(long)]
     no_cache: bool,
 
-    /// The componentize-py executable [default: found on PATH, in $VIRTUAL_ENV or
-    /// in this project's .venv].
+    /// The componentize-py executable [default: the one beside wsgi-wasm (as pip
+    /// installs them), else found on PATH, in $VIRTUAL_ENV or in this project's .venv].
     #[arg(long, env = "WSGI_WASM_COMPONENTIZE_PY")]
     componentize_py: Option<PathBuf>,
 }
@@ -390,12 +390,24 @@ fn entry_source(module: &str, attr: &str, preload: &[String], warm_up: &[String]
     src
 }
 
+/// The componentize-py release this binary's SDK and build steps are made for: the
+/// wheel depends on exactly this version (host/pyproject.toml, also read by
+/// scripts/setup), and `wsgi-wasm --version` names it.
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
 /// componentize-py without asking the user to activate a virtualenv.
 fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_owned());
     }
+    let exe = std::env::current_exe().ok();
     let mut candidates: Vec<PathBuf> = Vec::new();
+    // Beside this binary first: `pip install wsgi-wasm` puts both in the same bin/
+    // (the pinned version), which must win over whatever else is on PATH, and works
+    // when the virtualenv is not activated (`venv/bin/wsgi-wasm build ...`).
+    if let Some(bin) = exe.as_deref().and_then(Path::parent) {
+        candidates.push(bin.join("componentize-py"));
+    }
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).map(|d| d.join("componentize-py")));
     }
@@ -404,7 +416,7 @@ fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
     }
     // The project's own .venv (made by the README's setup command), found from the
     // binary's location (target/<profile>/wsgi-wasm) or from where it was built.
-    if let Ok(exe) = std::env::current_exe() {
+    if let Some(exe) = &exe {
         for dir in exe.ancestors().skip(1).take(4) {
             candidates.push(dir.join(".venv/bin/componentize-py"));
         }
@@ -412,9 +424,9 @@ fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/componentize-py"));
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
         anyhow::anyhow!(
-            "componentize-py not found on PATH, in $VIRTUAL_ENV or in this project's .venv; \
-                 install it with `python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1` \
-                 or pass --componentize-py PATH"
+            "componentize-py not found beside wsgi-wasm, on PATH, in $VIRTUAL_ENV or in this project's .venv; \
+             install it with `pip install componentize-py=={COMPONENTIZE_PY_VERSION}` (into the virtualenv \
+             wsgi-wasm runs from, or one you activate) or pass --componentize-py PATH"
         )
     })
 }
@@ -483,5 +495,16 @@ mod tests {
         }
         let factory = entry_source("app", "create_app()", &[], &[], &layout);
         assert!(factory.contains("_application = _module.create_app()\n"), "{factory}");
+    }
+
+    #[test]
+    fn the_wheel_depends_on_the_componentize_py_this_binary_expects() {
+        let pyproject = include_str!("../../pyproject.toml");
+        let pins: Vec<&str> = pyproject
+            .lines()
+            .filter_map(|l| l.split("\"componentize-py==").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert_eq!(pins, [COMPONENTIZE_PY_VERSION], "host/pyproject.toml:\n{pyproject}");
     }
 }
