@@ -10,29 +10,26 @@ mod deps;
 
 /// The ABI and the Python SDK, built into the binary so `build` works from any
 /// directory without a checkout of this repository.
-const WIT: &str = include_str!("../../../guest-sdk/wit/wsgi.wit");
+const WIT: &str = include_str!("../../guest-sdk/wit/wsgi.wit");
 const SDK_FILES: &[(&str, &str)] = &[
     (
         "__init__.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/__init__.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/__init__.py"),
     ),
     (
         "adapter.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/adapter.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/adapter.py"),
     ),
-    ("files.py", include_str!("../../../guest-sdk/python/wsgi_wasm/files.py")),
+    ("files.py", include_str!("../../guest-sdk/python/wsgi_wasm/files.py")),
     (
         "preload.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/preload.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/preload.py"),
     ),
     (
         "streams.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/streams.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/streams.py"),
     ),
-    (
-        "warmup.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/warmup.py"),
-    ),
+    ("warmup.py", include_str!("../../guest-sdk/python/wsgi_wasm/warmup.py")),
 ];
 /// The module componentize-py is pointed at; it imports the user's app.
 const ENTRY_MODULE: &str = "wsgi_wasm_entry";
@@ -506,5 +503,24 @@ mod tests {
             .filter_map(|rest| rest.split('"').next())
             .collect();
         assert_eq!(pins, [COMPONENTIZE_PY_VERSION], "host/pyproject.toml:\n{pyproject}");
+    }
+
+    #[test]
+    fn every_file_of_the_python_sdk_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-sdk/python/wsgi_wasm");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".py"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = SDK_FILES.iter().map(|(name, _)| name.to_string()).collect();
+        embedded.sort();
+        assert_eq!(
+            embedded,
+            on_disk,
+            "SDK_FILES must list every module of {}",
+            dir.display()
+        );
     }
 }
