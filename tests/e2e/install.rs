@@ -6,7 +6,38 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::components::wsgi_wasm_bin;
+use crate::support::components::{repo_root, wsgi_wasm_bin};
+
+/// The version Cargo.lock resolved for `name` (the lock is the build's truth).
+fn locked_version(name: &str) -> String {
+    let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap();
+    let entry = lock
+        .split("[[package]]")
+        .find(|p| p.contains(&format!("\nname = \"{name}\"\n")))
+        .unwrap_or_else(|| panic!("{name} not in Cargo.lock"));
+    let line = entry.lines().find(|l| l.starts_with("version = ")).unwrap();
+    line.trim_start_matches("version = ").trim_matches('"').to_owned()
+}
+
+#[test]
+fn version_names_the_release_the_componentize_py_it_expects_and_wasmtime() {
+    let output = Command::new(wsgi_wasm_bin()).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let pyproject = std::fs::read_to_string(repo_root().join("host/pyproject.toml")).unwrap();
+    let pin = pyproject
+        .split("\"componentize-py==")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("componentize-py pin in host/pyproject.toml");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!(
+            "wsgi-wasm {} (componentize-py {pin}, wasmtime {})\n",
+            locked_version("wsgi-wasm"),
+            locked_version("wasmtime")
+        )
+    );
+}
 
 /// A `componentize-py` that records which copy ran and fails, so the build stops there.
 fn fake_componentize_py(path: &Path, label: &str, record: &Path) {
