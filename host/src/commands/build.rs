@@ -115,6 +115,15 @@ impl BuildCommand {
             }
         }
         let componentize_py = find_componentize_py(self.componentize_py.as_deref())?;
+        // Not fatal: another release may work, but if the build or the app then fails,
+        // this line says why.
+        if let Some(found) = componentize_py_version(&componentize_py).filter(|v| v != COMPONENTIZE_PY_VERSION) {
+            eprintln!(
+                "warning: {} is componentize-py {found}, but this wsgi-wasm is made for {COMPONENTIZE_PY_VERSION} \
+                 (pip install componentize-py=={COMPONENTIZE_PY_VERSION}); the build or the app may fail",
+                componentize_py.display()
+            );
+        }
         let work = tempfile::tempdir().context("cannot create a temporary build directory")?;
         let wit_dir = work.path().join("wit");
         let sdk_dir = work.path().join("sdk");
@@ -391,6 +400,21 @@ fn entry_source(module: &str, attr: &str, preload: &[String], warm_up: &[String]
 /// wheel depends on exactly this version (host/pyproject.toml, also read by
 /// scripts/setup), and `wsgi-wasm --version` names it.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// What `componentize-py --version` says (`componentize-py 0.25.1`), if it runs and says that.
+fn componentize_py_version(path: &Path) -> Option<String> {
+    let output = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(output.stdout).ok()?;
+    Some(text.trim().strip_prefix("componentize-py ")?.to_owned())
+}
 
 /// componentize-py without asking the user to activate a virtualenv.
 fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
