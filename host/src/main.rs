@@ -1,12 +1,25 @@
 //! The `wsgi-wasm` command line.
 
-use clap::Parser;
+use std::sync::LazyLock;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use wsgi_wasm::runtime::engine::WASMTIME_VERSION;
 
 mod commands;
 
+/// `--version`: this release (the wheel's and the Rust SDK's too: one workspace
+/// version), the componentize-py `build` expects and the wasmtime that runs apps.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (componentize-py {}, wasmtime {WASMTIME_VERSION})",
+        env!("CARGO_PKG_VERSION"),
+        commands::build::COMPONENTIZE_PY_VERSION,
+    )
+});
+
 /// A WSGI server whose applications run in WebAssembly sandboxes.
 #[derive(Parser)]
-#[command(name = "wsgi-wasm", version, about, long_about = None)]
+#[command(name = "wsgi-wasm", about, long_about = None)]
 enum Cli {
     Serve(commands::serve::ServeCommand),
     Build(commands::build::BuildCommand),
@@ -14,7 +27,9 @@ enum Cli {
 }
 
 fn main() {
-    let result = match Cli::parse() {
+    let matches = Cli::command().version(VERSION.as_str()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let result = match cli {
         Cli::Serve(cmd) => cmd.execute(),
         Cli::Build(cmd) => cmd.execute(),
         Cli::Compile(cmd) => cmd.execute(),

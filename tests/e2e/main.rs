@@ -10,6 +10,7 @@ mod grants;
 mod host_services;
 mod http11;
 mod input;
+mod install;
 mod isolation;
 mod limits;
 mod response;

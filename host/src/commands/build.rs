@@ -10,38 +10,35 @@ mod deps;
 
 /// The ABI and the Python SDK, built into the binary so `build` works from any
 /// directory without a checkout of this repository.
-const WIT: &str = include_str!("../../../guest-sdk/wit/wsgi.wit");
+const WIT: &str = include_str!("../../guest-sdk/wit/wsgi.wit");
 const SDK_FILES: &[(&str, &str)] = &[
     (
         "__init__.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/__init__.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/__init__.py"),
     ),
     (
         "adapter.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/adapter.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/adapter.py"),
     ),
-    ("files.py", include_str!("../../../guest-sdk/python/wsgi_wasm/files.py")),
-    ("net.py", include_str!("../../../guest-sdk/python/wsgi_wasm/net.py")),
+    ("files.py", include_str!("../../guest-sdk/python/wsgi_wasm/files.py")),
+    ("net.py", include_str!("../../guest-sdk/python/wsgi_wasm/net.py")),
     (
         "preload.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/preload.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/preload.py"),
     ),
     (
         "sqlite_create.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/sqlite_create.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/sqlite_create.py"),
     ),
     (
         "ssl_shim.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/ssl_shim.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/ssl_shim.py"),
     ),
     (
         "streams.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/streams.py"),
+        include_str!("../../guest-sdk/python/wsgi_wasm/streams.py"),
     ),
-    (
-        "warmup.py",
-        include_str!("../../../guest-sdk/python/wsgi_wasm/warmup.py"),
-    ),
+    ("warmup.py", include_str!("../../guest-sdk/python/wsgi_wasm/warmup.py")),
 ];
 /// The module componentize-py is pointed at; it imports the user's app.
 const ENTRY_MODULE: &str = "wsgi_wasm_entry";
@@ -106,8 +103,8 @@ pub struct BuildCommand {
     #[arg(long)]
     no_cache: bool,
 
-    /// The componentize-py executable [default: found on PATH, in $VIRTUAL_ENV or
-    /// in this project's .venv].
+    /// The componentize-py executable [default: the one beside wsgi-wasm (as pip
+    /// installs them), else found on PATH, in $VIRTUAL_ENV or in this project's .venv].
     #[arg(long, env = "WSGI_WASM_COMPONENTIZE_PY")]
     componentize_py: Option<PathBuf>,
 }
@@ -127,6 +124,15 @@ impl BuildCommand {
             }
         }
         let componentize_py = find_componentize_py(self.componentize_py.as_deref())?;
+        // Not fatal: another release may work, but if the build or the app then fails,
+        // this line says why.
+        if let Some(found) = componentize_py_version(&componentize_py).filter(|v| v != COMPONENTIZE_PY_VERSION) {
+            eprintln!(
+                "warning: {} is componentize-py {found}, but this wsgi-wasm is made for {COMPONENTIZE_PY_VERSION} \
+                 (pip install componentize-py=={COMPONENTIZE_PY_VERSION}); the build or the app may fail",
+                componentize_py.display()
+            );
+        }
         let work = tempfile::tempdir().context("cannot create a temporary build directory")?;
         let wit_dir = work.path().join("wit");
         let sdk_dir = work.path().join("sdk");
@@ -399,12 +405,39 @@ fn entry_source(module: &str, attr: &str, preload: &[String], warm_up: &[String]
     src
 }
 
+/// The componentize-py release this binary's SDK and build steps are made for: the
+/// wheel depends on exactly this version (host/pyproject.toml, also read by
+/// scripts/setup), and `wsgi-wasm --version` names it.
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// What `componentize-py --version` says (`componentize-py 0.25.1`), if it runs and says that.
+fn componentize_py_version(path: &Path) -> Option<String> {
+    let output = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(output.stdout).ok()?;
+    Some(text.trim().strip_prefix("componentize-py ")?.to_owned())
+}
+
 /// componentize-py without asking the user to activate a virtualenv.
 fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_owned());
     }
+    let exe = std::env::current_exe().ok();
     let mut candidates: Vec<PathBuf> = Vec::new();
+    // Beside this binary first: `pip install wsgi-wasm` puts both in the same bin/
+    // (the pinned version), which must win over whatever else is on PATH, and works
+    // when the virtualenv is not activated (`venv/bin/wsgi-wasm build ...`).
+    if let Some(bin) = exe.as_deref().and_then(Path::parent) {
+        candidates.push(bin.join("componentize-py"));
+    }
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).map(|d| d.join("componentize-py")));
     }
@@ -413,7 +446,7 @@ fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
     }
     // The project's own .venv (made by the README's setup command), found from the
     // binary's location (target/<profile>/wsgi-wasm) or from where it was built.
-    if let Ok(exe) = std::env::current_exe() {
+    if let Some(exe) = &exe {
         for dir in exe.ancestors().skip(1).take(4) {
             candidates.push(dir.join(".venv/bin/componentize-py"));
         }
@@ -421,9 +454,9 @@ fn find_componentize_py(explicit: Option<&Path>) -> Result<PathBuf> {
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/componentize-py"));
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
         anyhow::anyhow!(
-            "componentize-py not found on PATH, in $VIRTUAL_ENV or in this project's .venv; \
-                 install it with `python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1` \
-                 or pass --componentize-py PATH"
+            "componentize-py not found beside wsgi-wasm, on PATH, in $VIRTUAL_ENV or in this project's .venv; \
+             install it with `pip install componentize-py=={COMPONENTIZE_PY_VERSION}` (into the virtualenv \
+             wsgi-wasm runs from, or one you activate) or pass --componentize-py PATH"
         )
     })
 }
@@ -492,5 +525,35 @@ mod tests {
         }
         let factory = entry_source("app", "create_app()", &[], &[], &layout);
         assert!(factory.contains("_application = _module.create_app()\n"), "{factory}");
+    }
+
+    #[test]
+    fn the_wheel_depends_on_the_componentize_py_this_binary_expects() {
+        let pyproject = include_str!("../../pyproject.toml");
+        let pins: Vec<&str> = pyproject
+            .lines()
+            .filter_map(|l| l.split("\"componentize-py==").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert_eq!(pins, [COMPONENTIZE_PY_VERSION], "host/pyproject.toml:\n{pyproject}");
+    }
+
+    #[test]
+    fn every_file_of_the_python_sdk_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-sdk/python/wsgi_wasm");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".py"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = SDK_FILES.iter().map(|(name, _)| name.to_string()).collect();
+        embedded.sort();
+        assert_eq!(
+            embedded,
+            on_disk,
+            "SDK_FILES must list every module of {}",
+            dir.display()
+        );
     }
 }

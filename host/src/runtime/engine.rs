@@ -5,6 +5,10 @@ use std::time::Duration;
 use anyhow::Result;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+/// The wasmtime that compiles and runs components (compiled code and the cache
+/// depend on it), for `wsgi-wasm --version` and bug reports.
+pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
+
 /// Granularity of CPU-time accounting and of fairness: a running guest yields to
 /// other requests at least this often, and a CPU limit is enforced to within one
 /// tick. 10 ms keeps the epoch thread's cost negligible.
