@@ -16,4 +16,5 @@ mod limits;
 mod response;
 mod shutdown;
 mod skeleton;
+mod static_files;
 mod validator;

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
@@ -20,6 +21,8 @@ pub enum ResponseBody {
     Empty,
     Full(Option<Bytes>),
     Stream(mpsc::Receiver<Chunk>, Option<BodyAborted>),
+    /// A body the host produces itself (a static file read from disk).
+    Boxed(UnsyncBoxBody<Bytes, BodyAborted>),
 }
 
 impl ResponseBody {
@@ -57,6 +60,7 @@ impl Body for ResponseBody {
                     other => other.map(|chunk| chunk.map(|c| c.map(Frame::data))),
                 }
             }
+            ResponseBody::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -65,6 +69,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => true,
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Stream(..) => false,
+            ResponseBody::Boxed(body) => body.is_end_stream(),
         }
     }
 
@@ -73,6 +78,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => SizeHint::with_exact(0),
             ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Stream(..) => SizeHint::default(),
+            ResponseBody::Boxed(body) => body.size_hint(),
         }
     }
 }

@@ -6,5 +6,6 @@ pub mod exchange;
 pub mod request_body;
 pub mod router;
 mod service;
+pub mod static_files;
 
 pub use service::{Limits, Server};

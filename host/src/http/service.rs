@@ -17,6 +17,7 @@ use super::body::ResponseBody;
 use super::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
 use super::request_body::RequestBody;
 use super::router::Router;
+use super::static_files::StaticMount;
 use crate::environ::{self, RequestHead};
 use crate::log;
 use crate::runtime::Finished;
@@ -49,6 +50,8 @@ const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
 
 pub struct Server {
     pub router: Router,
+    /// `--static` mounts, answered by the host before any app is routed to.
+    pub statics: Vec<StaticMount>,
     pub limits: Limits,
     pub access_log: bool,
 }
@@ -127,6 +130,28 @@ impl Shared {
                 hyper::header::CONNECTION,
                 hyper::header::HeaderValue::from_static("close"),
             );
+            return response;
+        }
+        if let Some((files, rest)) = server
+            .statics
+            .iter()
+            .find_map(|m| Some((m, m.strip(parts.uri.path())?)))
+        {
+            let response = files.serve(&parts, rest).await;
+            if let Some(line) = &line {
+                let body_bytes = response
+                    .headers()
+                    .get(hyper::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .filter(|_| parts.method != Method::HEAD)
+                    .unwrap_or(0);
+                let summary = Summary {
+                    status: response.status(),
+                    body_bytes,
+                    aborted: false,
+                };
+                self.log_access(remote, line, summary, started);
+            }
             return response;
         }
         let Some(mount) = server.router.route(parts.uri.path()) else {

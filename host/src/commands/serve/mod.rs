@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use wsgi_wasm::environ::ServerInfo;
 use wsgi_wasm::http::router::{Mount, Router};
+use wsgi_wasm::http::static_files::{self, StaticMount};
 use wsgi_wasm::http::{Limits, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
@@ -104,6 +105,13 @@ pub struct ServeCommand {
     /// look up no other name, and never listen or use UDP.
     #[arg(long = "allow-connect", value_name = "HOST:PORT", value_parser = grants::parse_connect)]
     allow_connect: Vec<ConnectGrant>,
+
+    /// Files the host serves itself, without entering a sandbox, as PREFIX=DIR
+    /// (e.g. /static=./static); repeatable. GET and HEAD, with Content-Type, ETag,
+    /// Last-Modified, 304, Range and precompressed .gz/.br siblings; nothing
+    /// outside DIR (symlinks pointing out are refused).
+    #[arg(long = "static", value_name = "PREFIX=DIR", value_parser = static_files::parse_mount)]
+    statics: Vec<(String, PathBuf)>,
 
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/wsgi-wasm or ~/.cache/wsgi-wasm].
     #[arg(long)]
@@ -234,8 +242,15 @@ impl ServeCommand {
             };
             mounts.push(Mount { app, info });
         }
+        let mut statics = Vec::new();
+        for (prefix, dir) in &self.statics {
+            statics.push(StaticMount::new(prefix.clone(), dir).map_err(anyhow::Error::msg)?);
+        }
+        // Longest prefix first, so the most specific mount answers.
+        statics.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
         let server = Server {
             router: Router::new(mounts).map_err(anyhow::Error::msg)?,
+            statics,
             limits: Limits {
                 max_body_size: self.max_body_size,
                 header_timeout: self.header_timeout,
