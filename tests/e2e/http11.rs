@@ -1,6 +1,8 @@
 //! HTTP/1.1 framing: keep-alive, pipelining, HTTP/1.0, oversized heads, and
 //! Transfer-Encoding values that must never reach the app.
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use crate::support::client::{curl, parse_response, raw_exchange};
@@ -145,4 +147,38 @@ fn malformed_request_line_gets_400() {
     let server = Server::start(&python_fixtures(), &[]);
     let text = exchange(&server, b"GARBAGE\r\n\r\n");
     assert!(text.starts_with("HTTP/1.1 400 "), "{text:?}");
+}
+
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_whole_response() {
+    // What `printf 'GET / HTTP/1.1\r\n...' | nc host port` does: send, then shut
+    // down the sending side while waiting for the answer.
+    let server = Server::start(&python_fixtures(), &[]);
+    for request in [
+        &b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"GET /stream?n=3 HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST /read_all HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        b"GET /hello HTTP/1.0\r\n\r\n",
+    ] {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(request).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .expect("the server closes once it has answered");
+        let text = String::from_utf8_lossy(&raw);
+        let response = parse_response(&raw).unwrap_or_else(|| panic!("no response: {text:?}"));
+        assert_eq!(response.status, 200, "{text}");
+        let body = response.text();
+        let expected = if request.starts_with(b"GET /hello") {
+            "Hello from the sandbox!"
+        } else if request.starts_with(b"GET /stream") {
+            "chunk 2\n"
+        } else {
+            "\"body_length\": 5"
+        };
+        assert!(body.contains(expected), "{text}");
+    }
 }

@@ -66,6 +66,10 @@ impl Server {
         builder
             .timer(TokioTimer::new())
             .keep_alive(true)
+            // `printf 'GET / ...' | nc` and other one-shot clients shut down their
+            // sending side once the request is out; without this hyper takes that EOF
+            // for a client gone away and drops the response.
+            .half_close(true)
             .header_read_timeout(shared.server.limits.header_timeout)
             .max_headers(MAX_REQUEST_HEADERS)
             .max_header_size(MAX_REQUEST_HEAD_BYTES)
