@@ -182,3 +182,41 @@ fn a_client_that_half_closes_after_its_request_gets_the_whole_response() {
         assert!(body.contains(expected), "{text}");
     }
 }
+
+fn counter_value(server: &Server) -> String {
+    curl(&["-H", "Connection: close", &server.url("/global_counter")]).text()
+}
+
+#[test]
+fn a_malformed_chunked_body_gets_400_and_ends_the_connection() {
+    // One instance, so /global_counter counts every call the app gets.
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    for (what, body) in [
+        ("a chunk size that is not hex", &b"zz\r\nhello\r\n0\r\n\r\n"[..]),
+        ("a negative chunk size", b"-1\r\nhello\r\n0\r\n\r\n"),
+        ("no CRLF after the chunk data", b"5\r\nhelloXX0\r\n\r\n"),
+        (
+            "a chunk size that overflows",
+            b"ffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        ),
+    ] {
+        let mut request = b"POST /read_all HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(body);
+        // A second request on the same connection: it must never reach the app.
+        request.extend_from_slice(b"GET /global_counter HTTP/1.1\r\nHost: h\r\n\r\n");
+        let text = exchange(&server, &request);
+        let response = parse_response(text.as_bytes()).unwrap_or_else(|| panic!("{what}: {text:?}"));
+        assert_eq!(response.status, 400, "{what}: {text}");
+        assert_eq!(response.header("connection"), Some("close"), "{what}: {text}");
+        assert!(
+            !text.contains(" 200 OK"),
+            "the request behind it was answered: {what}: {text}"
+        );
+        assert!(response.text().contains("not valid chunked encoding"), "{what}: {text}");
+    }
+    assert_eq!(
+        counter_value(&server),
+        "1",
+        "a request after a malformed body reached the app"
+    );
+}
