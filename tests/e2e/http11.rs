@@ -220,3 +220,60 @@ fn a_malformed_chunked_body_gets_400_and_ends_the_connection() {
         "a request after a malformed body reached the app"
     );
 }
+
+#[test]
+fn http11_requests_without_one_valid_host_get_400_and_never_reach_the_app() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    for (what, headers, message) in [
+        ("no Host", "", "must have a Host header"),
+        ("two Hosts", "Host: a\r\nHost: a\r\n", "only one Host header"),
+        ("two different Hosts", "Host: a\r\nHost: b\r\n", "only one Host header"),
+        ("a space in Host", "Host: a b\r\n", "not a valid host"),
+        ("userinfo in Host", "Host: user@a\r\n", "not a valid host"),
+        ("a non-numeric port", "Host: a:http\r\n", "not a valid host"),
+        ("a path in Host", "Host: a/b\r\n", "not a valid host"),
+        ("an unclosed IPv6 literal", "Host: [::1\r\n", "not a valid host"),
+    ] {
+        let text = exchange(
+            &server,
+            format!("GET /global_counter HTTP/1.1\r\n{headers}\r\nGET /global_counter HTTP/1.1\r\nHost: h\r\n\r\n")
+                .as_bytes(),
+        );
+        let response = parse_response(text.as_bytes()).unwrap_or_else(|| panic!("{what}: {text:?}"));
+        assert_eq!(response.status, 400, "{what}: {text}");
+        assert!(response.text().contains(message), "{what}: {text}");
+        assert_eq!(response.header("connection"), Some("close"), "{what}: {text}");
+        assert!(
+            !text.contains(" 200 OK"),
+            "the request behind it was answered: {what}: {text}"
+        );
+    }
+    assert_eq!(counter_value(&server), "1", "a refused request reached the app");
+}
+
+#[test]
+fn hosts_that_are_allowed_reach_the_app_and_absolute_form_names_the_host() {
+    let server = Server::start(&python_fixtures(), &[]);
+    // HTTP/1.0 has no Host requirement.
+    let text = exchange(&server, b"GET /hello HTTP/1.0\r\n\r\n");
+    assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
+    for host in ["example.com:8080", "[::1]:80", "127.0.0.1", ""] {
+        let text = exchange(
+            &server,
+            format!("GET /hello HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "Host: {host}: {text}");
+    }
+    // RFC 9112 section 3.2.2: the target's authority is the host; the app sees it
+    // as HTTP_HOST, not the Host header it replaces.
+    let text = exchange(
+        &server,
+        b"GET http://Target.example:8081/environ?x=1 HTTP/1.1\r\nHost: header.example\r\nConnection: close\r\n\r\n",
+    );
+    let response = parse_response(text.as_bytes()).unwrap();
+    assert_eq!(response.status, 200, "{text}");
+    let environ: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(environ["HTTP_HOST"]["value"], "Target.example:8081", "{text}");
+    assert_eq!(environ["PATH_INFO"]["value"], "/environ", "{text}");
+    assert_eq!(environ["QUERY_STRING"]["value"], "x=1", "{text}");
+}

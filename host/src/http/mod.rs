@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod exchange;
+pub mod host;
 pub mod request_body;
 pub mod router;
 mod service;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use super::body::ResponseBody;
 use super::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
+use super::host;
 use super::request_body::RequestBody;
 use super::router::Router;
 use crate::environ::{self, RequestHead};
@@ -117,7 +118,7 @@ impl Shared {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<ResponseBody> {
         let started = Instant::now();
         let server = &self.server;
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
         // Only formatted when it will be logged: it costs an allocation per request.
         let line = server.access_log.then(|| RequestLine {
             method: parts.method.clone(),
@@ -125,7 +126,12 @@ impl Shared {
             version: parts.version,
         });
 
-        if let Some((status, message)) = refuse_early(&parts, &server.limits) {
+        // Kept for a Host-based router; today only its refusals matter.
+        let refusal = match host::request_host(&parts) {
+            Ok(_host) => refuse_early(&parts, &server.limits),
+            Err(e) => Some((StatusCode::BAD_REQUEST, e.message())),
+        };
+        if let Some((status, message)) = refusal {
             let mut response = self.answer_directly(remote, line.as_ref(), status, message, started);
             response.headers_mut().insert(
                 hyper::header::CONNECTION,
@@ -138,6 +144,10 @@ impl Shared {
             return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started);
         };
         let app = mount.app.clone();
+        // The app builds its URLs from HTTP_HOST: make it name the host the target did.
+        if let Some(value) = host::absolute_form_host(&parts.uri) {
+            parts.headers.insert(hyper::header::HOST, value);
+        }
         let head = RequestHead {
             method: &parts.method,
             uri: &parts.uri,
