@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod edge;
 mod environ;
 mod frameworks;
 mod http11;

@@ -239,6 +239,25 @@ fn refuse_early(parts: &hyper::http::request::Parts, limits: &Limits) -> Option<
     if let Some(refusal) = check_transfer_encoding(parts) {
         return Some(refusal);
     }
+    // The asterisk-form target means "the server itself" and only OPTIONS may ask
+    // about that (RFC 9112 section 3.2.4).
+    if parts.uri.path() == "*" && parts.method != Method::OPTIONS {
+        return Some((StatusCode::BAD_REQUEST, "Only OPTIONS may use the * target."));
+    }
+    // A singleton field sent twice: the app would see both joined by a comma,
+    // while a proxy in front may have acted on either one.
+    if parts
+        .headers
+        .get_all(hyper::header::CONTENT_TYPE)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "A request may have only one Content-Type header.",
+        ));
+    }
     let declared = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
@@ -260,7 +279,12 @@ fn check_transfer_encoding(parts: &hyper::http::request::Parts) -> Option<(Statu
         let Ok(text) = value.to_str() else {
             return Some((StatusCode::BAD_REQUEST, "The Transfer-Encoding header is malformed."));
         };
-        codings.extend(text.split(',').map(|c| c.trim().to_ascii_lowercase()));
+        // Empty list elements (`,chunked`) do not count (RFC 9110 section 5.6.1).
+        codings.extend(
+            text.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .filter(|c| !c.is_empty()),
+        );
     }
     if codings.is_empty() {
         return None;
