@@ -12,6 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::body::ResponseBody;
 use super::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
@@ -36,6 +37,10 @@ pub struct Limits {
     pub io_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// Open client connections; at the limit the server stops accepting and new
+    /// connections wait in the kernel's listen backlog, so a flood costs neither
+    /// file descriptors nor memory here.
+    pub max_connections: usize,
 }
 
 /// Request headers accepted; more gives 431. Browsers send about 20; 100 is
@@ -76,8 +81,31 @@ impl Server {
             .max_header_size(MAX_REQUEST_HEAD_BYTES)
             .max_buf_size(READ_BUFFER_BYTES);
         let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(shared.server.limits.max_connections));
+        // Whether the last wait for a free slot was logged: one line per time the
+        // limit is reached, not one per connection.
+        let mut at_limit = false;
         tokio::pin!(shutdown);
         loop {
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    at_limit = false;
+                    slot
+                }
+                Err(_) => {
+                    if !at_limit {
+                        at_limit = true;
+                        log::server(format!(
+                            "{} connections open (--max-connections): new ones wait until one closes",
+                            shared.server.limits.max_connections
+                        ));
+                    }
+                    tokio::select! {
+                        slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
             let (stream, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(conn) => conn,
@@ -101,6 +129,7 @@ impl Server {
             tokio::spawn(async move {
                 // Client errors (resets, bad requests, timeouts) end only this connection.
                 let _ = conn.await;
+                drop(slot);
             });
         }
         drop(listener);

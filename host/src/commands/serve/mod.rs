@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use wsgi_wasm::environ::ServerInfo;
 use wsgi_wasm::http::router::{Mount, Router};
@@ -86,6 +86,11 @@ pub struct ServeCommand {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
 
+    /// Open client connections at most; beyond it new connections wait in the
+    /// kernel's listen backlog until one closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
     /// An environment variable the apps see (os.environ), as KEY=VALUE; repeatable.
     /// Apps see no other variables of the host.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
@@ -108,6 +113,12 @@ pub struct ServeCommand {
     #[arg(long)]
     no_access_log: bool,
 }
+
+/// gunicorn's default worker_connections. It stays under the usual open-file limit
+/// of 1024 (`ulimit -n`) with room for the server's own files, and an idle
+/// connection costs one descriptor and a few KiB, so the limit bounds both. Raise
+/// it together with `ulimit -n` for many long-lived clients.
+const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -214,7 +225,7 @@ impl ServeCommand {
             apps.push((Arc::new(app), prefix));
         }
 
-        let listener = TcpListener::bind(&self.listen)
+        let listener = bind(&self.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.listen))?;
         let local: SocketAddr = listener.local_addr()?;
@@ -250,6 +261,7 @@ impl ServeCommand {
                 header_timeout: self.header_timeout,
                 io_timeout: self.io_timeout,
                 shutdown_grace: self.shutdown_grace,
+                max_connections: self.max_connections as usize,
             },
             access_log: !self.no_access_log,
         };
@@ -257,6 +269,31 @@ impl ServeCommand {
         log::line(format!("Serving HTTP on http://{local}/"));
         server.run(listener, shutdown_signal()).await
     }
+}
+
+/// Connections the kernel completes and holds until the server accepts them: where
+/// clients wait while `--max-connections` are open. gunicorn's default backlog;
+/// Linux caps it at net.core.somaxconn (4096 since 5.4). Beyond it new clients'
+/// connection attempts are dropped and retried by their TCP stacks.
+const LISTEN_BACKLOG: u32 = 2048;
+
+async fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As std and tokio do: a restarted server can bind its port while the old
+        // one's connections are still in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")))
 }
 
 async fn shutdown_signal() {
