@@ -11,6 +11,7 @@ mod http11;
 mod input;
 mod isolation;
 mod limits;
+mod listen;
 mod response;
 mod shutdown;
 mod skeleton;

@@ -8,4 +8,4 @@ pub mod request_body;
 pub mod router;
 mod service;
 
-pub use service::{Limits, Server};
+pub use service::{Limits, Listener, Listening, Server};

@@ -1,7 +1,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -11,8 +11,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::body::ResponseBody;
 use super::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
@@ -54,20 +54,36 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
 const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
 
 pub struct Server {
-    pub router: Router,
     pub limits: Limits,
     pub access_log: bool,
 }
 
+/// A socket the server accepts connections on.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// One listener and the apps it serves: each listener has its own router because
+/// the environ names the listener (SERVER_NAME, SERVER_PORT).
+pub struct Listening {
+    pub listener: Listener,
+    pub router: Router,
+}
+
 struct Shared {
     server: Server,
+    /// Open client connections, over all listeners (--max-connections).
+    slots: Arc<Semaphore>,
+    /// Taken when shutdown starts; connections accepted after that are dropped.
+    graceful: Mutex<Option<GracefulShutdown>>,
+    builder: http1::Builder,
 }
 
 impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight
     /// requests the grace period to finish.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let shared = Arc::new(Shared { server: self });
+    pub async fn run(self, listeners: Vec<Listening>, shutdown: impl Future<Output = ()>) -> Result<()> {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -76,63 +92,26 @@ impl Server {
             // sending side once the request is out; without this hyper takes that EOF
             // for a client gone away and drops the response.
             .half_close(true)
-            .header_read_timeout(shared.server.limits.header_timeout)
+            .header_read_timeout(self.limits.header_timeout)
             .max_headers(MAX_REQUEST_HEADERS)
             .max_header_size(MAX_REQUEST_HEAD_BYTES)
             .max_buf_size(READ_BUFFER_BYTES);
-        let graceful = GracefulShutdown::new();
-        let slots = Arc::new(Semaphore::new(shared.server.limits.max_connections));
-        // Whether the last wait for a free slot was logged: one line per time the
-        // limit is reached, not one per connection.
-        let mut at_limit = false;
-        tokio::pin!(shutdown);
-        loop {
-            let slot = match slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    at_limit = false;
-                    slot
-                }
-                Err(_) => {
-                    if !at_limit {
-                        at_limit = true;
-                        log::server(format!(
-                            "{} connections open (--max-connections): new ones wait until one closes",
-                            shared.server.limits.max_connections
-                        ));
-                    }
-                    tokio::select! {
-                        slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-                        () = &mut shutdown => break,
-                    }
-                }
-            };
-            let (stream, remote) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        log::server(format!("accept failed: {e}"));
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let shared = shared.clone();
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(shared.handle(req, remote).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                // Client errors (resets, bad requests, timeouts) end only this connection.
-                let _ = conn.await;
-                drop(slot);
-            });
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(self.limits.max_connections)),
+            server: self,
+            graceful: Mutex::new(Some(GracefulShutdown::new())),
+            builder,
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut accepting = tokio::task::JoinSet::new();
+        for Listening { listener, router } in listeners {
+            accepting.spawn(shared.clone().accept_loop(listener, Arc::new(router), stopped.clone()));
         }
-        drop(listener);
+        shutdown.await;
+        let _ = stop.send(true);
+        // Every accept loop has ended and dropped its listener.
+        accepting.join_all().await;
+        let graceful = shared.graceful.lock().unwrap().take().expect("shutdown starts once");
         let grace = shared.server.limits.shutdown_grace;
         log::server(format!("shutting down: waiting up to {grace:?} for requests in flight"));
         match tokio::time::timeout(grace, graceful.shutdown()).await {
@@ -144,7 +123,97 @@ impl Server {
 }
 
 impl Shared {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<ResponseBody> {
+    async fn accept_loop(self: Arc<Self>, listener: Listener, router: Arc<Router>, mut stop: watch::Receiver<bool>) {
+        // Whether the last wait for a free slot was logged: one line per time the
+        // limit is reached, not one per connection.
+        let mut at_limit = false;
+        loop {
+            let slot = match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    at_limit = false;
+                    slot
+                }
+                Err(_) => {
+                    if !at_limit {
+                        at_limit = true;
+                        log::server(format!(
+                            "{} connections open (--max-connections): new ones wait until one closes",
+                            self.server.limits.max_connections
+                        ));
+                    }
+                    tokio::select! {
+                        slot = self.slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                        _ = stop.wait_for(|stop| *stop) => break,
+                    }
+                }
+            };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            match accepted {
+                Ok(Accepted::Tcp(stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    self.serve_connection(stream, Some(remote), router.clone(), slot);
+                }
+                Ok(Accepted::Unix(stream)) => self.serve_connection(stream, None, router.clone(), slot),
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    log::server(format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn serve_connection<IO>(
+        self: &Arc<Self>,
+        io: IO,
+        remote: Option<SocketAddr>,
+        router: Arc<Router>,
+        slot: OwnedSemaphorePermit,
+    ) where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = self.clone();
+        let service = service_fn(move |req| {
+            let shared = shared.clone();
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(shared.handle(req, &router, remote).await) }
+        });
+        let Some(watcher) = self.graceful.lock().unwrap().as_ref().map(GracefulShutdown::watcher) else {
+            return;
+        };
+        let conn = watcher.watch(self.builder.serve_connection(TokioIo::new(io), service));
+        tokio::spawn(async move {
+            // Client errors (resets, bad requests, timeouts) end only this connection.
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+}
+
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(listener) => listener.accept().await.map(|(s, remote)| Accepted::Tcp(s, remote)),
+            Listener::Unix(listener) => listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
+impl Shared {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        router: &Router,
+        remote: Option<SocketAddr>,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let server = &self.server;
         let (mut parts, incoming) = req.into_parts();
@@ -168,7 +237,7 @@ impl Shared {
             );
             return response;
         }
-        let Some(mount) = server.router.route(parts.uri.path()) else {
+        let Some(mount) = router.route(parts.uri.path()) else {
             let message = "No application is mounted at this path.";
             return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started);
         };
@@ -217,7 +286,7 @@ impl Shared {
     /// An error page from the host itself, without running an app.
     fn answer_directly(
         &self,
-        remote: SocketAddr,
+        remote: Option<SocketAddr>,
         line: Option<&RequestLine>,
         status: StatusCode,
         message: &str,
@@ -240,12 +309,13 @@ impl Shared {
         response
     }
 
-    fn log_access(&self, remote: SocketAddr, line: &RequestLine, summary: Summary, started: Instant) {
+    fn log_access(&self, remote: Option<SocketAddr>, line: &RequestLine, summary: Summary, started: Instant) {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let cut = if summary.aborted { " (aborted)" } else { "" };
+        // A Unix-socket client has no address: "-" as in common log format.
+        let client = remote.map_or_else(|| "-".to_owned(), |r| r.ip().to_canonical().to_string());
         log::access(format!(
-            "{} \"{} {} {:?}\" {} {} {ms:.2}ms{cut}",
-            remote.ip().to_canonical(),
+            "{client} \"{} {} {:?}\" {} {} {ms:.2}ms{cut}",
             line.method,
             line.target,
             line.version,

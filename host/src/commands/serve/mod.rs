@@ -1,15 +1,15 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use wsgi_wasm::environ::ServerInfo;
 use wsgi_wasm::http::router::{Mount, Router};
-use wsgi_wasm::http::{Limits, Server};
+use wsgi_wasm::http::{Limits, Listener, Listening, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
 use wsgi_wasm::runtime::engine::{self, EngineSettings};
@@ -31,11 +31,18 @@ pub struct ServeCommand {
     #[arg(required = true, value_name = "[PREFIX=]APP.wasm[,KEY=VALUE...]", value_parser = spec::parse)]
     apps: Vec<AppSpec>,
 
-    /// Address to listen on; port 0 picks a free port (printed at startup).
-    #[arg(long, short = 'l', default_value = "127.0.0.1:8000")]
-    listen: String,
+    /// Where to listen: HOST:PORT (port 0 picks a free port, printed at startup) or
+    /// unix:PATH for a Unix socket; repeatable to listen on several at once.
+    #[arg(
+        long,
+        short = 'l',
+        default_value = "127.0.0.1:8000",
+        value_name = "HOST:PORT|unix:PATH"
+    )]
+    listen: Vec<String>,
 
-    /// SERVER_NAME for the app [default: the host part of --listen].
+    /// SERVER_NAME for the app [default: the host part of the --listen address
+    /// the request came on; "localhost" on a Unix socket].
     #[arg(long)]
     server_name: Option<String>,
 
@@ -225,37 +232,62 @@ impl ServeCommand {
             apps.push((Arc::new(app), prefix));
         }
 
-        let listener = bind(&self.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", self.listen))?;
-        let local: SocketAddr = listener.local_addr()?;
-        let host = self.listen.rsplit_once(':').map_or(self.listen.as_str(), |(h, _)| h);
-        let server_name = self
-            .server_name
-            .clone()
-            .unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
-        let mut mounts = Vec::new();
-        for (app, prefix) in apps {
+        let mut bound = Vec::new();
+        let mut socket_files = Vec::new();
+        for listen in &self.listen {
+            let (listener, name, port, shown) = if let Some(path) = listen.strip_prefix("unix:") {
+                let listener = bind_unix(Path::new(path)).with_context(|| format!("cannot listen on {listen}"))?;
+                socket_files.push(PathBuf::from(path));
+                // No host or port: the port is the one an http URL implies.
+                (
+                    Listener::Unix(listener),
+                    "localhost".to_owned(),
+                    80,
+                    format!("unix:{path}"),
+                )
+            } else {
+                let listener = bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let local: SocketAddr = listener.local_addr()?;
+                let host = listen.rsplit_once(':').map_or(listen.as_str(), |(h, _)| h);
+                let name = host.trim_matches(['[', ']']).to_owned();
+                (Listener::Tcp(listener), name, local.port(), format!("http://{local}/"))
+            };
+            bound.push((listener, self.server_name.clone().unwrap_or(name), port, shown));
+        }
+        for (app, prefix) in &apps {
             let config = app.config();
             log::server(format!(
                 "app {} at {}: {:?} isolation, {} instances, {} MiB memory, {:?} CPU per request",
                 app.name(),
-                if prefix.is_empty() { "/" } else { &prefix },
+                if prefix.is_empty() { "/" } else { prefix },
                 config.isolation,
                 config.max_instances,
                 config.max_memory >> 20,
                 config.cpu_timeout,
             ));
-            let info = ServerInfo {
-                server_name: server_name.clone(),
-                server_port: local.port(),
-                script_name: prefix,
-                run_once: config.isolation == Isolation::Request,
-            };
-            mounts.push(Mount { app, info });
+        }
+        let mut listeners = Vec::new();
+        let mut serving = Vec::new();
+        for (listener, server_name, server_port, shown) in bound {
+            let mounts = apps
+                .iter()
+                .map(|(app, prefix)| Mount {
+                    app: app.clone(),
+                    info: ServerInfo {
+                        server_name: server_name.clone(),
+                        server_port,
+                        script_name: prefix.clone(),
+                        run_once: app.config().isolation == Isolation::Request,
+                    },
+                })
+                .collect();
+            let router = Router::new(mounts).map_err(anyhow::Error::msg)?;
+            listeners.push(Listening { listener, router });
+            serving.push(shown);
         }
         let server = Server {
-            router: Router::new(mounts).map_err(anyhow::Error::msg)?,
             limits: Limits {
                 max_body_size: self.max_body_size,
                 header_timeout: self.header_timeout,
@@ -265,10 +297,33 @@ impl ServeCommand {
             },
             access_log: !self.no_access_log,
         };
-        // Scripts and tests parse this exact line for the real port.
-        log::line(format!("Serving HTTP on http://{local}/"));
-        server.run(listener, shutdown_signal()).await
+        // Scripts and tests parse these exact lines for the real port.
+        for shown in serving {
+            log::line(format!("Serving HTTP on {shown}"));
+        }
+        let result = server.run(listeners, shutdown_signal()).await;
+        for path in socket_files {
+            let _ = std::fs::remove_file(path);
+        }
+        result
     }
+}
+
+/// A Unix socket at `path`. A socket file left there by a server that did not shut
+/// down cleanly is replaced, unless a server still answers on it; any other kind of
+/// file is left alone.
+fn bind_unix(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another server is listening on {}", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    Ok(UnixListener::bind(path)?)
 }
 
 /// Connections the kernel completes and holds until the server accepts them: where
