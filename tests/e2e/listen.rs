@@ -38,12 +38,16 @@ fn a_unix_socket_serves_curl_and_is_removed_at_shutdown() {
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
     let listen = format!("unix:{}", socket.display());
-    let server = Server::start(&python_fixtures(), &["--listen", &listen]);
+    let server = Server::start(&python_fixtures(), &["--listen", &listen, "--socket-mode", "600"]);
     assert!(
         server.wait_for_log(&format!("Serving HTTP on {listen}"), Duration::from_secs(10)),
         "{}",
         server.log()
     );
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
 
     let response = curl_unix(&socket, "/environ?x=1");
     assert_eq!(response.status, 200, "{}", response.text());

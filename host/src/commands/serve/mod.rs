@@ -41,6 +41,11 @@ pub struct ServeCommand {
     )]
     listen: Vec<String>,
 
+    /// Permissions of --listen unix:PATH sockets, in octal (660: owner and group may
+    /// connect) [default: what the process umask gives].
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    socket_mode: Option<u32>,
+
     /// SERVER_NAME for the app [default: the host part of the --listen address
     /// the request came on; "localhost" on a Unix socket].
     #[arg(long)]
@@ -126,6 +131,13 @@ pub struct ServeCommand {
 /// connection costs one descriptor and a few KiB, so the limit bounds both. Raise
 /// it together with `ulimit -n` for many long-lived clients.
 const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} should be octal permissions such as 660")),
+    }
+}
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -236,7 +248,8 @@ impl ServeCommand {
         let mut socket_files = Vec::new();
         for listen in &self.listen {
             let (listener, name, port, shown) = if let Some(path) = listen.strip_prefix("unix:") {
-                let listener = bind_unix(Path::new(path)).with_context(|| format!("cannot listen on {listen}"))?;
+                let listener = bind_unix(Path::new(path), self.socket_mode)
+                    .with_context(|| format!("cannot listen on {listen}"))?;
                 socket_files.push(PathBuf::from(path));
                 // No host or port: the port is the one an http URL implies.
                 (
@@ -312,7 +325,7 @@ impl ServeCommand {
 /// A Unix socket at `path`. A socket file left there by a server that did not shut
 /// down cleanly is replaced, unless a server still answers on it; any other kind of
 /// file is left alone.
-fn bind_unix(path: &Path) -> Result<UnixListener> {
+fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -323,7 +336,12 @@ fn bind_unix(path: &Path) -> Result<UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    Ok(UnixListener::bind(path)?)
+    let listener = UnixListener::bind(path)?;
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(listener)
 }
 
 /// Connections the kernel completes and holds until the server accepts them: where
