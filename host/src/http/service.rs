@@ -103,14 +103,18 @@ impl Server {
             builder,
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut accepting = tokio::task::JoinSet::new();
-        for Listening { listener, router } in listeners {
-            accepting.spawn(shared.clone().accept_loop(listener, Arc::new(router), stopped.clone()));
-        }
-        shutdown.await;
-        let _ = stop.send(true);
-        // Every accept loop has ended and dropped its listener.
-        accepting.join_all().await;
+        // The accept loops run here, on the thread that runs the server future, not
+        // as tasks on the worker threads: those run the guests, and a busy guest
+        // must not delay accepting (connections would pile up in the backlog).
+        let accepting = futures::future::join_all(listeners.into_iter().map(|Listening { listener, router }| {
+            shared.clone().accept_loop(listener, Arc::new(router), stopped.clone())
+        }));
+        let stopping = async {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        // Both end once shutdown starts and every listener is dropped.
+        tokio::join!(accepting, stopping);
         let graceful = shared.graceful.lock().unwrap().take().expect("shutdown starts once");
         let grace = shared.server.limits.shutdown_grace;
         log::server(format!("shutting down: waiting up to {grace:?} for requests in flight"));
