@@ -50,6 +50,10 @@ pub const MAX_REQUEST_HEADERS: usize = 100;
 /// target limit below so that a long URI is answered 414, as wsgiref does, and
 /// not 431.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
+/// At most one "connection limit reached" line per this interval and listener: a
+/// server held at the limit by a flood would otherwise log at the rate the flood's
+/// connections come and go.
+const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Read buffer per connection; a head that does not fit is refused with 431.
 const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
 
@@ -128,18 +132,13 @@ impl Server {
 
 impl Shared {
     async fn accept_loop(self: Arc<Self>, listener: Listener, router: Arc<Router>, mut stop: watch::Receiver<bool>) {
-        // Whether the last wait for a free slot was logged: one line per time the
-        // limit is reached, not one per connection.
-        let mut at_limit = false;
+        let mut last_logged: Option<Instant> = None;
         loop {
             let slot = match self.slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    at_limit = false;
-                    slot
-                }
+                Ok(slot) => slot,
                 Err(_) => {
-                    if !at_limit {
-                        at_limit = true;
+                    if last_logged.is_none_or(|at| at.elapsed() >= LIMIT_LOG_INTERVAL) {
+                        last_logged = Some(Instant::now());
                         log::server(format!(
                             "{} connections open (--max-connections): new ones wait until one closes",
                             self.server.limits.max_connections
