@@ -37,7 +37,9 @@ pub const SERVER_SOFTWARE: &str = concat!("wsgi-wasm/", env!("CARGO_PKG_VERSION"
 
 /// Builds the environ the guest receives. Keys with a dot are WSGI extensions that
 /// the guest SDK turns into Python values ("1"/"0" become booleans).
-pub fn build(head: &RequestHead<'_>, server: &ServerInfo, remote: SocketAddr) -> Environ {
+/// `remote` is None for a client on a Unix socket, which has no address: its
+/// REMOTE_ADDR is empty and it has no REMOTE_PORT, as under gunicorn.
+pub fn build(head: &RequestHead<'_>, server: &ServerInfo, remote: Option<SocketAddr>) -> Environ {
     let mut env: Environ = Vec::with_capacity(16 + head.headers.len());
     let mut put = |k: &str, v: String| env.push((k.to_owned(), v));
 
@@ -51,8 +53,13 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, remote: SocketAddr) ->
     put("SERVER_PROTOCOL", protocol(head.version).to_owned());
     put("SERVER_SOFTWARE", SERVER_SOFTWARE.to_owned());
     put("GATEWAY_INTERFACE", "CGI/1.1".to_owned());
-    put("REMOTE_ADDR", remote.ip().to_canonical().to_string());
-    put("REMOTE_PORT", remote.port().to_string());
+    match remote {
+        Some(remote) => {
+            put("REMOTE_ADDR", remote.ip().to_canonical().to_string());
+            put("REMOTE_PORT", remote.port().to_string());
+        }
+        None => put("REMOTE_ADDR", String::new()),
+    }
     put("wsgi.url_scheme", "http".to_owned());
     // Each instance runs one request at a time on one thread; concurrent requests
     // go to separate instances, which is what WSGI calls multiprocess.
@@ -181,7 +188,7 @@ pub fn synthetic(method: &str, target: &str) -> Environ {
         script_name: String::new(),
         run_once: false,
     };
-    build(&head, &server, SocketAddr::from(([127, 0, 0, 1], 40000)))
+    build(&head, &server, Some(SocketAddr::from(([127, 0, 0, 1], 40000))))
 }
 
 /// Decodes %XX escapes; a '%' not followed by two hex digits is kept as it is,
@@ -224,7 +231,7 @@ mod tests {
             version: Version::HTTP_11,
             headers: &map,
         };
-        build(&head, server, "10.1.2.3:5555".parse().unwrap())
+        build(&head, server, Some("10.1.2.3:5555".parse().unwrap()))
     }
 
     fn get<'a>(env: &'a Environ, key: &str) -> Option<&'a str> {

@@ -310,3 +310,54 @@ fn repeated_large_writes_do_not_accumulate_in_guest_memory() {
     );
     assert!(!server.log().contains("trap"), "{}", server.log());
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn a_connection_flood_waits_in_the_backlog_and_healthy_requests_are_served_after_it() {
+    let max_connections = 4;
+    let server = Server::start(&python_fixtures(), &["--max-connections", &max_connections.to_string()]);
+    assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+    let baseline = open_fds(server.pid());
+
+    // Connections that send nothing: the kernel completes their handshakes and
+    // holds them in the listen backlog; the server takes only `max_connections`.
+    // More than 128 (the backlog std and tokio ask for) shows the server asks for more.
+    let flood: Vec<TcpStream> = (0..500).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
+    assert!(
+        server.wait_for_log("4 connections open (--max-connections)", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let during = open_fds(server.pid());
+    assert!(
+        during <= baseline + max_connections,
+        "{during} fds open during a flood of 500 connections (baseline {baseline}, limit {max_connections})"
+    );
+
+    // A healthy client waits behind the flood rather than being refused...
+    let url = server.url("/hello");
+    let healthy = std::thread::spawn(move || {
+        let started = Instant::now();
+        (curl(&[&url]).status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!healthy.is_finished(), "a request was served past the connection limit");
+    // ...and is answered as soon as the flood's connections go away.
+    let released = Instant::now();
+    drop(flood);
+    let (status, waited) = healthy.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        released.elapsed() < Duration::from_secs(5),
+        "served {:?} after the flood ended (waited {waited:?} in all)",
+        released.elapsed()
+    );
+    let counts = load(server.addr, &[("/hello", 40)], max_connections);
+    assert_eq!(counts["/hello"], serde_json::json!({"200": 40}), "{counts}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(open_fds(server.pid()) <= baseline + max_connections);
+}

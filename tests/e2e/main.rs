@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod edge;
 mod environ;
 mod frameworks;
 mod grants;
@@ -13,6 +14,7 @@ mod input;
 mod install;
 mod isolation;
 mod limits;
+mod listen;
 mod response;
 mod shutdown;
 mod skeleton;

@@ -10,12 +10,21 @@ use crate::support::server::Server;
 fn shutdown_with(signal: &str) {
     let server = Server::start(&python_fixtures(), &["--instances", "8", "--shutdown-grace", "10s"]);
     let addr = server.addr;
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", server.pid())).unwrap().count();
+    let idle_fds = fds();
     let in_flight: Vec<_> = (0..20)
         .map(|_| {
             let url = server.url("/sleep?s=1");
             std::thread::spawn(move || curl(&[&url]))
         })
         .collect();
+    // In flight means accepted: a connection still in the listen backlog, or one
+    // whose request has not been read yet, is not (it gets closed at shutdown).
+    // Starting 20 curls can take longer than any fixed pause on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fds() < idle_fds + 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let code = server.signal_and_wait(signal, Duration::from_secs(15));

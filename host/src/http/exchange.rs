@@ -218,10 +218,17 @@ impl Exchange {
                     // The app failed because the client's body did: say so.
                     (_, Some(ReadError::TimedOut(_))) => (StatusCode::REQUEST_TIMEOUT, BODY_TIMEOUT_BODY),
                     (_, Some(ReadError::TooLarge(_))) => (StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE_BODY),
+                    (_, Some(ReadError::Malformed(_))) => (StatusCode::BAD_REQUEST, MALFORMED_BODY_BODY),
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR_BODY),
                 };
                 self.status = status;
-                let response = error_response(status, message);
+                let mut response = error_response(status, message);
+                if matches!(self.read_failure, Some(ReadError::Malformed(_))) {
+                    // hyper stops reading after bad framing; tell the client so.
+                    response
+                        .headers_mut()
+                        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 self.body_bytes = response.body().size_hint().exact().unwrap_or(0);
                 let _ = reply.send(response);
             }
@@ -318,6 +325,7 @@ const NOT_STARTED: &str = "write() called before start_response()";
 const INTERNAL_ERROR_BODY: &str = "The application failed; the server log has the details.";
 const CPU_TIMEOUT_BODY: &str = "The application ran out of CPU time for this request.";
 const BODY_TIMEOUT_BODY: &str = "The request body did not arrive in time.";
+const MALFORMED_BODY_BODY: &str = "The request body is not valid chunked encoding.";
 pub const BODY_TOO_LARGE_BODY: &str = "The request body is larger than this server accepts.";
 
 pub fn build_response(head: ResponseHead, body: ResponseBody) -> Response<ResponseBody> {

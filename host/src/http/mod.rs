@@ -3,9 +3,10 @@
 
 pub mod body;
 pub mod exchange;
+pub mod host;
 pub mod request_body;
 pub mod router;
 mod service;
 pub mod static_files;
 
-pub use service::{Limits, Server};
+pub use service::{Limits, Listener, Listening, Server};

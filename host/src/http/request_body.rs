@@ -20,6 +20,29 @@ pub enum ReadError {
     TimedOut(Duration),
     #[error("request body broken off: {0}")]
     Broken(String),
+    /// The client's framing was wrong (a bad chunk size, a missing CRLF, ...): the
+    /// client's error, answered 400, and hyper stops reading the connection.
+    #[error("malformed request body: {0}")]
+    Malformed(String),
+}
+
+/// Sorts a body error from hyper: its chunked decoder reports bad framing as
+/// InvalidInput/InvalidData I/O errors, and a connection closed early as
+/// UnexpectedEof (hyper's error kinds for these are not public).
+fn classify(error: &hyper::Error) -> ReadError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            )
+        {
+            return ReadError::Malformed(io.to_string());
+        }
+        source = e.source();
+    }
+    ReadError::Broken(error.to_string())
 }
 
 /// Where body bytes come from: a client connection, or (for in-process callers
@@ -79,7 +102,7 @@ impl RequestBody {
                 }
                 Ok(Some(Err(e))) => {
                     self.incoming = Source::Done;
-                    return Err(ReadError::Broken(e.to_string()));
+                    return Err(classify(&e));
                 }
                 Ok(Some(Ok(frame))) => frame,
             };

@@ -1,7 +1,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -11,10 +11,12 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::body::ResponseBody;
 use super::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
+use super::host;
 use super::request_body::RequestBody;
 use super::router::Router;
 use super::static_files::StaticMount;
@@ -36,6 +38,10 @@ pub struct Limits {
     pub io_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// Open client connections; at the limit the server stops accepting and new
+    /// connections wait in the kernel's listen backlog, so a flood costs neither
+    /// file descriptors nor memory here.
+    pub max_connections: usize,
 }
 
 /// Request headers accepted; more gives 431. Browsers send about 20; 100 is
@@ -45,63 +51,78 @@ pub const MAX_REQUEST_HEADERS: usize = 100;
 /// target limit below so that a long URI is answered 414, as wsgiref does, and
 /// not 431.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
+/// At most one "connection limit reached" line per this interval and listener: a
+/// server held at the limit by a flood would otherwise log at the rate the flood's
+/// connections come and go.
+const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Read buffer per connection; a head that does not fit is refused with 431.
 const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
 
 pub struct Server {
-    pub router: Router,
     /// `--static` mounts, answered by the host before any app is routed to.
     pub statics: Vec<StaticMount>,
     pub limits: Limits,
     pub access_log: bool,
 }
 
+/// A socket the server accepts connections on.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// One listener and the apps it serves: each listener has its own router because
+/// the environ names the listener (SERVER_NAME, SERVER_PORT).
+pub struct Listening {
+    pub listener: Listener,
+    pub router: Router,
+}
+
 struct Shared {
     server: Server,
+    /// Open client connections, over all listeners (--max-connections).
+    slots: Arc<Semaphore>,
+    /// Taken when shutdown starts; connections accepted after that are dropped.
+    graceful: Mutex<Option<GracefulShutdown>>,
+    builder: http1::Builder,
 }
 
 impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight
     /// requests the grace period to finish.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let shared = Arc::new(Shared { server: self });
+    pub async fn run(self, listeners: Vec<Listening>, shutdown: impl Future<Output = ()>) -> Result<()> {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .keep_alive(true)
-            .header_read_timeout(shared.server.limits.header_timeout)
+            // `printf 'GET / ...' | nc` and other one-shot clients shut down their
+            // sending side once the request is out; without this hyper takes that EOF
+            // for a client gone away and drops the response.
+            .half_close(true)
+            .header_read_timeout(self.limits.header_timeout)
             .max_headers(MAX_REQUEST_HEADERS)
             .max_header_size(MAX_REQUEST_HEAD_BYTES)
             .max_buf_size(READ_BUFFER_BYTES);
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, remote) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        log::server(format!("accept failed: {e}"));
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let shared = shared.clone();
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(shared.handle(req, remote).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                // Client errors (resets, bad requests, timeouts) end only this connection.
-                let _ = conn.await;
-            });
-        }
-        drop(listener);
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(self.limits.max_connections)),
+            server: self,
+            graceful: Mutex::new(Some(GracefulShutdown::new())),
+            builder,
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // The accept loops run here, on the thread that runs the server future, not
+        // as tasks on the worker threads: those run the guests, and a busy guest
+        // must not delay accepting (connections would pile up in the backlog).
+        let accepting = futures::future::join_all(listeners.into_iter().map(|Listening { listener, router }| {
+            shared.clone().accept_loop(listener, Arc::new(router), stopped.clone())
+        }));
+        let stopping = async {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        // Both end once shutdown starts and every listener is dropped.
+        tokio::join!(accepting, stopping);
+        let graceful = shared.graceful.lock().unwrap().take().expect("shutdown starts once");
         let grace = shared.server.limits.shutdown_grace;
         log::server(format!("shutting down: waiting up to {grace:?} for requests in flight"));
         match tokio::time::timeout(grace, graceful.shutdown()).await {
@@ -113,10 +134,95 @@ impl Server {
 }
 
 impl Shared {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<ResponseBody> {
+    async fn accept_loop(self: Arc<Self>, listener: Listener, router: Arc<Router>, mut stop: watch::Receiver<bool>) {
+        let mut last_logged: Option<Instant> = None;
+        loop {
+            let slot = match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    if last_logged.is_none_or(|at| at.elapsed() >= LIMIT_LOG_INTERVAL) {
+                        last_logged = Some(Instant::now());
+                        log::server(format!(
+                            "{} connections open (--max-connections): new ones wait until one closes",
+                            self.server.limits.max_connections
+                        ));
+                    }
+                    tokio::select! {
+                        slot = self.slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                        _ = stop.wait_for(|stop| *stop) => break,
+                    }
+                }
+            };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            match accepted {
+                Ok(Accepted::Tcp(stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    self.serve_connection(stream, Some(remote), router.clone(), slot);
+                }
+                Ok(Accepted::Unix(stream)) => self.serve_connection(stream, None, router.clone(), slot),
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    log::server(format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn serve_connection<IO>(
+        self: &Arc<Self>,
+        io: IO,
+        remote: Option<SocketAddr>,
+        router: Arc<Router>,
+        slot: OwnedSemaphorePermit,
+    ) where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = self.clone();
+        let service = service_fn(move |req| {
+            let shared = shared.clone();
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(shared.handle(req, &router, remote).await) }
+        });
+        let Some(watcher) = self.graceful.lock().unwrap().as_ref().map(GracefulShutdown::watcher) else {
+            return;
+        };
+        let conn = watcher.watch(self.builder.serve_connection(TokioIo::new(io), service));
+        tokio::spawn(async move {
+            // Client errors (resets, bad requests, timeouts) end only this connection.
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+}
+
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(listener) => listener.accept().await.map(|(s, remote)| Accepted::Tcp(s, remote)),
+            Listener::Unix(listener) => listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
+impl Shared {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        router: &Router,
+        remote: Option<SocketAddr>,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let server = &self.server;
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
         // Only formatted when it will be logged: it costs an allocation per request.
         let line = server.access_log.then(|| RequestLine {
             method: parts.method.clone(),
@@ -124,7 +230,12 @@ impl Shared {
             version: parts.version,
         });
 
-        if let Some((status, message)) = refuse_early(&parts, &server.limits) {
+        // Kept for a Host-based router; today only its refusals matter.
+        let refusal = match host::request_host(&parts) {
+            Ok(_host) => refuse_early(&parts, &server.limits),
+            Err(e) => Some((StatusCode::BAD_REQUEST, e.message())),
+        };
+        if let Some((status, message)) = refusal {
             let mut response = self.answer_directly(remote, line.as_ref(), status, message, started);
             response.headers_mut().insert(
                 hyper::header::CONNECTION,
@@ -154,11 +265,15 @@ impl Shared {
             }
             return response;
         }
-        let Some(mount) = server.router.route(parts.uri.path()) else {
+        let Some(mount) = router.route(parts.uri.path()) else {
             let message = "No application is mounted at this path.";
             return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started);
         };
         let app = mount.app.clone();
+        // The app builds its URLs from HTTP_HOST: make it name the host the target did.
+        if let Some(value) = host::absolute_form_host(&parts.uri) {
+            parts.headers.insert(hyper::header::HOST, value);
+        }
         let head = RequestHead {
             method: &parts.method,
             uri: &parts.uri,
@@ -199,7 +314,7 @@ impl Shared {
     /// An error page from the host itself, without running an app.
     fn answer_directly(
         &self,
-        remote: SocketAddr,
+        remote: Option<SocketAddr>,
         line: Option<&RequestLine>,
         status: StatusCode,
         message: &str,
@@ -222,12 +337,13 @@ impl Shared {
         response
     }
 
-    fn log_access(&self, remote: SocketAddr, line: &RequestLine, summary: Summary, started: Instant) {
+    fn log_access(&self, remote: Option<SocketAddr>, line: &RequestLine, summary: Summary, started: Instant) {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let cut = if summary.aborted { " (aborted)" } else { "" };
+        // A Unix-socket client has no address: "-" as in common log format.
+        let client = remote.map_or_else(|| "-".to_owned(), |r| r.ip().to_canonical().to_string());
         log::access(format!(
-            "{} \"{} {} {:?}\" {} {} {ms:.2}ms{cut}",
-            remote.ip().to_canonical(),
+            "{client} \"{} {} {:?}\" {} {} {ms:.2}ms{cut}",
             line.method,
             line.target,
             line.version,
@@ -250,6 +366,25 @@ fn refuse_early(parts: &hyper::http::request::Parts, limits: &Limits) -> Option<
     if let Some(refusal) = check_transfer_encoding(parts) {
         return Some(refusal);
     }
+    // The asterisk-form target means "the server itself" and only OPTIONS may ask
+    // about that (RFC 9112 section 3.2.4).
+    if parts.uri.path() == "*" && parts.method != Method::OPTIONS {
+        return Some((StatusCode::BAD_REQUEST, "Only OPTIONS may use the * target."));
+    }
+    // A singleton field sent twice: the app would see both joined by a comma,
+    // while a proxy in front may have acted on either one.
+    if parts
+        .headers
+        .get_all(hyper::header::CONTENT_TYPE)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "A request may have only one Content-Type header.",
+        ));
+    }
     let declared = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
@@ -271,7 +406,12 @@ fn check_transfer_encoding(parts: &hyper::http::request::Parts) -> Option<(Statu
         let Ok(text) = value.to_str() else {
             return Some((StatusCode::BAD_REQUEST, "The Transfer-Encoding header is malformed."));
         };
-        codings.extend(text.split(',').map(|c| c.trim().to_ascii_lowercase()));
+        // Empty list elements (`,chunked`) do not count (RFC 9110 section 5.6.1).
+        codings.extend(
+            text.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .filter(|c| !c.is_empty()),
+        );
     }
     if codings.is_empty() {
         return None;

@@ -1,16 +1,16 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use wsgi_wasm::environ::ServerInfo;
 use wsgi_wasm::http::router::{Mount, Router};
 use wsgi_wasm::http::static_files::{self, StaticMount};
-use wsgi_wasm::http::{Limits, Server};
+use wsgi_wasm::http::{Limits, Listener, Listening, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
 use wsgi_wasm::runtime::engine::{self, EngineSettings};
@@ -34,11 +34,23 @@ pub struct ServeCommand {
     #[arg(required = true, value_name = "[PREFIX=]APP.wasm[,KEY=VALUE...]", value_parser = spec::parse)]
     apps: Vec<AppSpec>,
 
-    /// Address to listen on; port 0 picks a free port (printed at startup).
-    #[arg(long, short = 'l', default_value = "127.0.0.1:8000")]
-    listen: String,
+    /// Where to listen: HOST:PORT (port 0 picks a free port, printed at startup) or
+    /// unix:PATH for a Unix socket; repeatable to listen on several at once.
+    #[arg(
+        long,
+        short = 'l',
+        default_value = "127.0.0.1:8000",
+        value_name = "HOST:PORT|unix:PATH"
+    )]
+    listen: Vec<String>,
 
-    /// SERVER_NAME for the app [default: the host part of --listen].
+    /// Permissions of --listen unix:PATH sockets, in octal (660: owner and group may
+    /// connect) [default: what the process umask gives].
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    socket_mode: Option<u32>,
+
+    /// SERVER_NAME for the app [default: the host part of the --listen address
+    /// the request came on; "localhost" on a Unix socket].
     #[arg(long)]
     server_name: Option<String>,
 
@@ -89,6 +101,11 @@ pub struct ServeCommand {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
 
+    /// Open client connections at most; beyond it new connections wait in the
+    /// kernel's listen backlog until one closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
     /// An environment variable the apps see (os.environ), as KEY=VALUE; repeatable.
     /// Apps see no other variables of the host.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = grants::parse_env)]
@@ -124,6 +141,19 @@ pub struct ServeCommand {
     /// Do not log a line per request.
     #[arg(long)]
     no_access_log: bool,
+}
+
+/// gunicorn's default worker_connections. It stays under the usual open-file limit
+/// of 1024 (`ulimit -n`) with room for the server's own files, and an idle
+/// connection costs one descriptor and a few KiB, so the limit bounds both. Raise
+/// it together with `ulimit -n` for many long-lived clients.
+const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} should be octal permissions such as 660")),
+    }
 }
 
 pub(crate) fn parse_script_name(text: &str) -> Result<String, String> {
@@ -213,34 +243,61 @@ impl ServeCommand {
             apps.push((Arc::new(app), prefix));
         }
 
-        let listener = TcpListener::bind(&self.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", self.listen))?;
-        let local: SocketAddr = listener.local_addr()?;
-        let host = self.listen.rsplit_once(':').map_or(self.listen.as_str(), |(h, _)| h);
-        let server_name = self
-            .server_name
-            .clone()
-            .unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
-        let mut mounts = Vec::new();
-        for (app, prefix) in apps {
+        let mut bound = Vec::new();
+        let mut socket_files = Vec::new();
+        for listen in &self.listen {
+            let (listener, name, port, shown) = if let Some(path) = listen.strip_prefix("unix:") {
+                let listener = bind_unix(Path::new(path), self.socket_mode)
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                socket_files.push(PathBuf::from(path));
+                // No host or port: the port is the one an http URL implies.
+                (
+                    Listener::Unix(listener),
+                    "localhost".to_owned(),
+                    80,
+                    format!("unix:{path}"),
+                )
+            } else {
+                let listener = bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let local: SocketAddr = listener.local_addr()?;
+                let host = listen.rsplit_once(':').map_or(listen.as_str(), |(h, _)| h);
+                let name = host.trim_matches(['[', ']']).to_owned();
+                (Listener::Tcp(listener), name, local.port(), format!("http://{local}/"))
+            };
+            bound.push((listener, self.server_name.clone().unwrap_or(name), port, shown));
+        }
+        for (app, prefix) in &apps {
             let config = app.config();
             log::server(format!(
                 "app {} at {}: {:?} isolation, {} instances, {} MiB memory, {:?} CPU per request",
                 app.name(),
-                if prefix.is_empty() { "/" } else { &prefix },
+                if prefix.is_empty() { "/" } else { prefix },
                 config.isolation,
                 config.max_instances,
                 config.max_memory >> 20,
                 config.cpu_timeout,
             ));
-            let info = ServerInfo {
-                server_name: server_name.clone(),
-                server_port: local.port(),
-                script_name: prefix,
-                run_once: config.isolation == Isolation::Request,
-            };
-            mounts.push(Mount { app, info });
+        }
+        let mut listeners = Vec::new();
+        let mut serving = Vec::new();
+        for (listener, server_name, server_port, shown) in bound {
+            let mounts = apps
+                .iter()
+                .map(|(app, prefix)| Mount {
+                    app: app.clone(),
+                    info: ServerInfo {
+                        server_name: server_name.clone(),
+                        server_port,
+                        script_name: prefix.clone(),
+                        run_once: app.config().isolation == Isolation::Request,
+                    },
+                })
+                .collect();
+            let router = Router::new(mounts).map_err(anyhow::Error::msg)?;
+            listeners.push(Listening { listener, router });
+            serving.push(shown);
         }
         let mut statics = Vec::new();
         for (prefix, dir) in &self.statics {
@@ -249,20 +306,73 @@ impl ServeCommand {
         // Longest prefix first, so the most specific mount answers.
         statics.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
         let server = Server {
-            router: Router::new(mounts).map_err(anyhow::Error::msg)?,
             statics,
             limits: Limits {
                 max_body_size: self.max_body_size,
                 header_timeout: self.header_timeout,
                 io_timeout: self.io_timeout,
                 shutdown_grace: self.shutdown_grace,
+                max_connections: self.max_connections as usize,
             },
             access_log: !self.no_access_log,
         };
-        // Scripts and tests parse this exact line for the real port.
-        log::line(format!("Serving HTTP on http://{local}/"));
-        server.run(listener, shutdown_signal()).await
+        // Scripts and tests parse these exact lines for the real port.
+        for shown in serving {
+            log::line(format!("Serving HTTP on {shown}"));
+        }
+        let result = server.run(listeners, shutdown_signal()).await;
+        for path in socket_files {
+            let _ = std::fs::remove_file(path);
+        }
+        result
     }
+}
+
+/// A Unix socket at `path`. A socket file left there by a server that did not shut
+/// down cleanly is replaced, unless a server still answers on it; any other kind of
+/// file is left alone.
+fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another server is listening on {}", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(listener)
+}
+
+/// Connections the kernel completes and holds until the server accepts them: where
+/// clients wait while `--max-connections` are open. gunicorn's default backlog;
+/// Linux caps it at net.core.somaxconn (4096 since 5.4). Beyond it new clients'
+/// connection attempts are dropped and retried by their TCP stacks.
+const LISTEN_BACKLOG: u32 = 2048;
+
+async fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As std and tokio do: a restarted server can bind its port while the old
+        // one's connections are still in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")))
 }
 
 async fn shutdown_signal() {
