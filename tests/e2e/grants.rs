@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::support::apps::notes_db;
 use crate::support::client::curl;
-use crate::support::components::{python_fixtures, wsgi_wasm_bin};
+use crate::support::components::{aot_cache_dir, python_fixtures, wsgi_wasm_bin};
 use crate::support::server::Server;
 use crate::support::services::{Postgres, Redis};
 
@@ -153,6 +153,8 @@ fn serve_refuses(args: &[&str]) -> String {
         .arg("serve")
         .arg(python_fixtures())
         .args(["--listen", &taken.local_addr().unwrap().to_string()])
+        .arg("--cache-dir")
+        .arg(aot_cache_dir())
         .args(args)
         .output()
         .unwrap();

@@ -1,5 +1,6 @@
 //! Services the host lends the sandbox because its CPython lacks them:
-//! `hashlib.pbkdf2_hmac` computed by the host, within the request's CPU limit.
+//! `hashlib.pbkdf2_hmac` computed by the host, within the request's CPU limit;
+//! and an `ssl` module that imports, for packages that merely import it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -93,4 +94,23 @@ fn pbkdf2_hmac_cannot_escape_the_cpu_limit() {
     let next = curl(&[&server.url("/pbkdf2?hash=sha256&iterations=1")]);
     assert_eq!(next.status, 200);
     assert_eq!(next.text().len(), 64);
+}
+
+#[test]
+fn ssl_imports_and_refuses_clearly_to_start_tls() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let report: serde_json::Value = serde_json::from_slice(&curl(&[&server.url("/ssl_probe")]).body).unwrap();
+    assert_eq!(report["module"], "wsgi_wasm.ssl_shim", "{report}");
+    assert_eq!(
+        report["context"], "SSLContext verify=CERT_REQUIRED check_hostname=True",
+        "{report}"
+    );
+    assert_eq!(
+        report["wrap"],
+        "denied: SSLError: cannot start TLS to api.example.com: TLS is not available inside the wsgi-wasm \
+         sandbox: its CPython has no OpenSSL (connections to granted destinations are plain TCP)",
+        "{report}"
+    );
+    assert_eq!(report["wrap_bio"], report["wrap"]);
+    assert_eq!(report["is_oserror"], true);
 }

@@ -235,5 +235,8 @@ fn a_granted_directory_that_does_not_exist_fails_before_binding() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/nonexistent/dir is not a directory"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/dir: No such file or directory") && stderr.contains("create it first"),
+        "{stderr}"
+    );
 }

@@ -115,6 +115,8 @@ impl App {
         cache_dir: Option<&Path>,
     ) -> Result<(App, LoadReport)> {
         let started = Instant::now();
+        // Before compiling: a grant that cannot work should not cost seconds to find.
+        let network = NetworkPolicy::resolve(&config.grants.connect).map_err(anyhow::Error::msg)?;
         let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         check_is_component(path, &wasm)?;
         let (component, source) = cache::load_or_compile(engine, &wasm, cache_dir)
@@ -125,7 +127,6 @@ impl App {
                 path.display()
             )
         })?;
-        let network = NetworkPolicy::resolve(&config.grants.connect).map_err(anyhow::Error::msg)?;
         let name: Arc<str> = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         let app = App {
             network,

@@ -106,12 +106,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn prefix_and_overrides() {
-        let spec = parse("/blog/=blog.wasm,isolation=request,max-memory=64MiB").unwrap();
-        assert_eq!(spec.prefix.as_deref(), Some("/blog"));
-        assert_eq!(spec.file, PathBuf::from("blog.wasm"));
-        let defaults = AppConfig {
+    /// Command-line values that no override in these tests happens to equal.
+    fn small_defaults() -> AppConfig {
+        AppConfig {
             isolation: Isolation::Pooled,
             max_memory: 1,
             max_instances: 1,
@@ -119,7 +116,15 @@ mod tests {
             cpu_timeout: Duration::from_secs(1),
             max_requests_per_instance: 1,
             grants: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn prefix_and_overrides() {
+        let spec = parse("/blog/=blog.wasm,isolation=request,max-memory=64MiB").unwrap();
+        assert_eq!(spec.prefix.as_deref(), Some("/blog"));
+        assert_eq!(spec.file, PathBuf::from("blog.wasm"));
+        let defaults = small_defaults();
         let config = spec.config(&defaults).unwrap();
         assert_eq!(config.isolation, Isolation::Request);
         assert_eq!(config.max_memory, 64 << 20);
@@ -133,15 +138,7 @@ mod tests {
             dir.path().display()
         ))
         .unwrap();
-        let mut defaults = AppConfig {
-            isolation: Isolation::Pooled,
-            max_memory: 1,
-            max_instances: 1,
-            max_queue: 1,
-            cpu_timeout: Duration::from_secs(1),
-            max_requests_per_instance: 1,
-            grants: Default::default(),
-        };
+        let mut defaults = small_defaults();
         defaults.grants.env.push(("GLOBAL".into(), "1".into()));
         let config = spec.config(&defaults).unwrap();
         assert_eq!(
