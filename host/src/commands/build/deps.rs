@@ -3,8 +3,8 @@
 //! The sandbox runs CPython 3.14 built for WASI, which can load no native code: only
 //! pure-Python distributions work. pip is asked for exactly those (wheels tagged
 //! `py3-none-any`, whatever the machine running the build is). A distribution that
-//! publishes only platform wheels and an sdist is built from its sdist with the C
-//! compiler disabled: packages whose extension is optional (MarkupSafe, PyYAML...)
+//! publishes only platform wheels and an sdist is built from its sdist with the C and
+//! Rust compilers disabled: packages whose extension is optional (MarkupSafe, PyYAML...)
 //! fall back to their pure-Python code; the others fail, and the build names them.
 //!
 //! Installed trees are cached under the cache directory, keyed by the requirements
@@ -165,6 +165,11 @@ impl Installer<'_> {
         .env("CC", "false")
         .env("CXX", "false")
         .env("LDSHARED", "false")
+        // Rust extensions (maturin, setuptools-rust) run cargo, which runs $RUSTC:
+        // without this, a pydantic-core sdist compiled maturin and then itself
+        // natively for minutes (over 2 minutes here before we stopped it) only to be
+        // refused for its .so; with it the build fails in ~15 s.
+        .env("RUSTC", "false")
         // The zope.* packages' own switch for skipping their C optimisations.
         .env("PURE_PYTHON", "1")
         .stdout(Stdio::piped());
