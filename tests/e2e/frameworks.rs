@@ -623,6 +623,146 @@ fn build_refuses_a_native_only_dependency_and_names_it() {
     assert!(!dir.path().join("app.wasm").exists());
 }
 
+/// `wsgi-wasm build` in tests/fixtures/build/`app_dir` (or an empty app) with `args`.
+fn build_app(app_dir: Option<&str>, out: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let fixtures = repo_root().join("tests/fixtures/build");
+    let empty = tempfile::tempdir().unwrap();
+    let dir = match app_dir {
+        Some(name) => fixtures.join(name),
+        None => {
+            std::fs::write(
+                empty.path().join("app.py"),
+                "def app(environ, start_response):\n    return []\n",
+            )
+            .unwrap();
+            empty.path().to_owned()
+        }
+    };
+    let output = Command::new(wsgi_wasm_bin())
+        .args(["build", "app:app", "-o"])
+        .arg(out)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// "pydantic: asked `pydantic`, installed 1.10.27 instead of the newest 2.14.4: ..." -> "1.10.27".
+fn installed_version_in_notice(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("pydantic: asked `pydantic`, installed "))
+        .unwrap_or_else(|| panic!("no downgrade notice for pydantic:\n{stderr}"));
+    let rest = &line[line.find("installed ").unwrap() + "installed ".len()..];
+    rest.split(' ').next().unwrap().to_owned()
+}
+
+#[test]
+fn build_says_when_a_requirement_gets_an_older_release_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let wasm = dir.path().join("app.wasm");
+    let args = ["-r", "requirements.txt", "--cache-dir", cache.to_str().unwrap()];
+    let (ok, stderr) = build_app(Some("uses_pydantic"), &wasm, &args, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: older releases than native platforms get, because newer ones need native code"),
+        "{stderr}"
+    );
+    let installed = installed_version_in_notice(&stderr);
+    assert!(installed.starts_with("1."), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pin them (pydantic=={installed})")) && stderr.contains("--strict"),
+        "{stderr}"
+    );
+    let line = stderr.lines().find(|l| l.contains("pydantic: asked")).unwrap();
+    assert!(
+        line.contains("instead of the newest 2.") && line.contains("needs pydantic-core 2."),
+        "{line}"
+    );
+    assert!(line.ends_with("which ships only native wheels"), "{line}");
+
+    // The app got what the notice says.
+    let server = Server::start(&wasm, &[]);
+    let response = curl(&[&server.url("/")]);
+    assert_eq!((response.status, response.text()), (200, installed.clone()));
+    drop(server);
+
+    // A warm rebuild repeats the notice from the cache, asking no index: with pip
+    // pointed at nothing, any lookup would fail and say so.
+    let offline = [("PIP_NO_INDEX", "1"), ("PIP_FIND_LINKS", "")];
+    let (ok, warm) = build_app(Some("uses_pydantic"), &wasm, &args, &offline);
+    assert!(ok, "{warm}");
+    assert!(warm.contains("cached"), "{warm}");
+    assert_eq!(installed_version_in_notice(&warm), installed, "{warm}");
+    assert!(!warm.contains("cannot tell"), "{warm}");
+
+    // --strict turns the notice into a failure naming the package and the reason,
+    // from the cache as well.
+    std::fs::remove_file(&wasm).unwrap();
+    let strict: Vec<&str> = args.iter().copied().chain(["--strict"]).collect();
+    let (ok, failed) = build_app(Some("uses_pydantic"), &wasm, &strict, &offline);
+    assert!(!ok, "{failed}");
+    assert!(
+        failed.contains("error: --strict: the sandbox would get older releases than native platforms get"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("pydantic: asked `pydantic`") && failed.contains("needs pydantic-core 2."),
+        "{failed}"
+    );
+    assert!(!wasm.exists());
+}
+
+#[test]
+fn build_strict_fails_on_a_cold_install_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("app.wasm");
+    let (ok, stderr) = build_app(
+        Some("uses_pydantic"),
+        &wasm,
+        &["-r", "requirements.txt", "--no-cache", "--strict"],
+        &[],
+    );
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("error: --strict:"), "{stderr}");
+    assert!(
+        stderr.contains("pydantic: asked `pydantic`") && stderr.contains("needs pydantic-core"),
+        "{stderr}"
+    );
+    assert!(!wasm.exists());
+}
+
+#[test]
+fn build_explains_a_pinned_requirement_whose_dependency_is_native_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("app.wasm");
+    let requirements = repo_root().join("tests/fixtures/build/pinned-native-requirements.txt");
+    let (ok, stderr) = build_app(None, &wasm, &["-r", requirements.to_str().unwrap(), "--no-cache"], &[]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: pydantic==2.10.0 cannot be installed for the sandbox: pydantic needs pydantic-core==2.27.0, \
+             and pydantic-core cannot run in the sandbox: it has native code"
+        ),
+        "{stderr}"
+    );
+    // The newest pure pydantic is a 1.x; the pin it suggests is that version.
+    let at = stderr
+        .find("The newest pydantic that runs in the sandbox is ")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let rest = &stderr[at + "The newest pydantic that runs in the sandbox is ".len()..];
+    let version = rest.split(' ').next().unwrap();
+    assert!(version.starts_with("1."), "{stderr}");
+    assert!(rest.contains(&format!("(pin pydantic=={version})")), "{stderr}");
+    assert!(!wasm.exists());
+}
+
 #[test]
 fn build_sees_the_venv_it_is_given_and_not_the_active_one() {
     let fixtures = repo_root().join("tests/fixtures/build");

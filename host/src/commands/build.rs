@@ -7,6 +7,7 @@ use clap::Parser;
 use wsgi_wasm::runtime::cache;
 
 mod deps;
+mod downgrades;
 
 /// The ABI and the Python SDK, built into the binary so `build` works from any
 /// directory without a checkout of this repository.
@@ -103,6 +104,13 @@ pub struct BuildCommand {
     #[arg(long)]
     no_cache: bool,
 
+    /// Fail the build when a -r requirement gets an older release than native platforms
+    /// would (because newer releases need native code, e.g. unpinned `pydantic` becoming
+    /// 1.10.x since 2.x needs pydantic-core). Without it the build installs the older
+    /// release and prints, per package, what was asked, installed, the newest, and why.
+    #[arg(long)]
+    strict: bool,
+
     /// The componentize-py executable [default: the one beside wsgi-wasm (as pip
     /// installs them), else found on PATH, in $VIRTUAL_ENV or in this project's .venv].
     #[arg(long, env = "WSGI_WASM_COMPONENTIZE_PY")]
@@ -173,6 +181,7 @@ impl BuildCommand {
                 python: &python,
                 cache,
                 scratch: work.path(),
+                strict: self.strict,
             };
             let site = installer.install(&self.requirements)?;
             push_unique(&mut dep_dirs, &site)?;

@@ -3,14 +3,19 @@
 //! The sandbox runs CPython 3.14 built for WASI, which can load no native code: only
 //! pure-Python distributions work. pip is asked for exactly those (wheels tagged
 //! `py3-none-any`, whatever the machine running the build is). A distribution that
-//! publishes only platform wheels and an sdist is built from its sdist with the C
-//! compiler disabled: packages whose extension is optional (MarkupSafe, PyYAML...)
+//! publishes only platform wheels and an sdist is built from its sdist with the C and
+//! Rust compilers disabled: packages whose extension is optional (MarkupSafe, PyYAML...)
 //! fall back to their pure-Python code; the others fail, and the build names them.
 //!
+//! When pip settles for an older release than native platforms get (newer ones need
+//! native code), the build says so, per package (see `downgrades`); `--strict` fails.
+//!
 //! Installed trees are cached under the cache directory, keyed by the requirements
-//! files' contents, so rebuilding an app does not reinstall its dependencies.
+//! files' contents, so rebuilding an app does not reinstall its dependencies (nor
+//! asks pip again about newer releases: the answer is kept with the tree).
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,12 +24,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use super::downgrades::{self, CHECK_FILE, Check};
+
 /// The Python inside the component: what pip must pick distributions for.
 pub const TARGET_PYTHON: &str = "3.14";
 /// Distributions built from sdists in one install; past this, something is looping.
 const MAX_SDIST_BUILDS: usize = 32;
 /// Bumped when the layout or the pip options change, so old cache entries are not reused.
-const CACHE_FORMAT: &str = "wsgi-wasm deps v2";
+const CACHE_FORMAT: &str = "wsgi-wasm deps v3";
 
 pub struct Installer<'a> {
     /// The host Python that runs pip.
@@ -32,6 +39,8 @@ pub struct Installer<'a> {
     /// `<cache>/deps`; None installs into `scratch` (thrown away after the build).
     pub cache: Option<PathBuf>,
     pub scratch: &'a Path,
+    /// Fail, rather than warn, when a package is older than native platforms get.
+    pub strict: bool,
 }
 
 impl Installer<'_> {
@@ -58,12 +67,17 @@ impl Installer<'_> {
             eprintln!(
                 "Installing dependencies from {names} (pure-Python distributions for CPython {TARGET_PYTHON}/WASI)..."
             );
-            self.install_into(requirements, &dir)?;
+            self.install_into(requirements, &dir)?.report(self.strict)?;
             return Ok(dir.join("site-packages"));
         };
         let done = cache.join(&key);
         if done.join("site-packages").is_dir() {
             eprintln!("Dependencies from {names}: cached ({})", done.display());
+            let check = std::fs::read_to_string(done.join(CHECK_FILE))
+                .ok()
+                .and_then(|text| Check::from_json(&text))
+                .unwrap_or_else(|| Check::Failed(format!("{CHECK_FILE} is missing from the cache entry")));
+            check.report(self.strict)?;
             return Ok(done.join("site-packages"));
         }
         std::fs::create_dir_all(cache)
@@ -73,11 +87,14 @@ impl Installer<'_> {
         eprintln!(
             "Installing dependencies from {names} (pure-Python distributions for CPython {TARGET_PYTHON}/WASI)..."
         );
-        let result = self.install_into(requirements, &partial);
-        if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&partial);
-            return Err(e);
-        }
+        let check = match self.install_into(requirements, &partial) {
+            Ok(check) => check,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(e);
+            }
+        };
+        std::fs::write(partial.join(CHECK_FILE), check.to_json())?;
         // Another build may have finished the same key meanwhile: either copy is good.
         if std::fs::rename(&partial, &done).is_err() {
             let _ = std::fs::remove_dir_all(&partial);
@@ -86,10 +103,12 @@ impl Installer<'_> {
             }
         }
         eprintln!("    cached in {}", done.display());
+        // After caching: under --strict a rebuild fails the same way, without pip.
+        check.report(self.strict)?;
         Ok(done.join("site-packages"))
     }
 
-    fn install_into(&self, requirements: &[PathBuf], dir: &Path) -> Result<()> {
+    fn install_into(&self, requirements: &[PathBuf], dir: &Path) -> Result<Check> {
         let started = Instant::now();
         let site = dir.join("site-packages");
         let wheels = dir.join("wheels");
@@ -134,10 +153,104 @@ impl Installer<'_> {
                 );
             }
             eprintln!("    {name}: no pure-Python wheel; building it from its sdist without a C compiler...");
-            self.build_pure_wheel(&requirement, &name, &wheels, dir)?;
+            if let Err(e) = self.build_pure_wheel(&requirement, &name, &wheels, dir) {
+                return Err(self.explain_unmet(requirements, &stderr, &requirement, &wheels, dir, e));
+            }
         }
         eprintln!("    installed in {:.1}s", started.elapsed().as_secs_f64());
-        Ok(())
+        let checked = Instant::now();
+        let check = match self.resolve(false, &requirement_args(requirements), &wheels, dir) {
+            Ok(native) => Check::Done(downgrades::find(
+                &native,
+                &downgrades::installed_versions(&site)?,
+                &downgrades::requirement_lines(requirements),
+            )),
+            Err(e) => Check::Failed(format!("{e:#}")),
+        };
+        eprintln!(
+            "    compared with the newest releases for native platforms in {:.1}s",
+            checked.elapsed().as_secs_f64()
+        );
+        Ok(check)
+    }
+
+    /// A dry-run resolve with pip's `--report`: `pure` as for the sandbox, else for
+    /// native CPython 3.14 on this machine's platform (native wheels allowed).
+    fn resolve(&self, pure: bool, args: &[OsString], wheels: &Path, dir: &Path) -> Result<Vec<downgrades::Resolved>> {
+        let report = dir.join("resolve-report.json");
+        let _ = std::fs::remove_file(&report);
+        let mut cmd = self.pip_for_target();
+        cmd.args([
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--ignore-installed",
+            "--only-binary=:all:",
+        ])
+        .args(["--python-version", TARGET_PYTHON])
+        // pip allows --python-version only with --target; nothing is written there.
+        .arg("--target")
+        .arg(dir.join("resolve-target"))
+        .arg("--report")
+        .arg(&report)
+        // The wheels built from sdists above are the newest of their packages too.
+        .arg("--find-links")
+        .arg(wheels)
+        .args(args);
+        if pure {
+            cmd.args(["--platform", "any", "--implementation", "py", "--abi", "none"]);
+        }
+        let output = cmd
+            .output()
+            .with_context(|| format!("cannot run {}", self.python.display()))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("ERROR"))
+                .unwrap_or("pip failed");
+            bail!("{}", last.trim_start_matches("ERROR: "));
+        }
+        downgrades::parse_report(&std::fs::read_to_string(&report)?)
+    }
+
+    /// `pydantic==2.10.0` needs pydantic-core, which has no pure-Python release: the
+    /// error names the requirement, the native dependency, and the newest release of
+    /// the requirement that does install here.
+    fn explain_unmet(
+        &self,
+        requirements: &[PathBuf],
+        stderr: &str,
+        missing: &str,
+        wheels: &Path,
+        dir: &Path,
+        error: anyhow::Error,
+    ) -> anyhow::Error {
+        let missing_name = distribution_name(missing);
+        let parent = requiring_package(stderr, missing);
+        let wanted = parent.as_deref().unwrap_or(&missing_name);
+        let newest = match self.resolve(true, &[OsString::from(wanted)], wheels, dir) {
+            Ok(found) => match found.iter().find(|r| r.key == downgrades::normalize(wanted)) {
+                Some(r) => format!(
+                    "The newest {wanted} that runs in the sandbox is {} (pin {wanted}=={}), an older release: \
+                     check that it suits the app",
+                    r.version, r.version
+                ),
+                None => format!("pip finds no release of {wanted} that installs as pure Python"),
+            },
+            Err(_) => format!("pip finds no release of {wanted} that installs as pure Python"),
+        };
+        let Some(parent) = parent else {
+            return anyhow::anyhow!("{error:#}. {newest}");
+        };
+        let asked = downgrades::requirement_lines(requirements)
+            .get(&downgrades::normalize(&parent))
+            .cloned()
+            .unwrap_or_else(|| parent.clone());
+        anyhow::anyhow!(
+            "{asked} cannot be installed for the sandbox: {parent} needs {missing}, and {error:#}. {newest}"
+        )
     }
 
     /// Builds `requirement` from its sdist with compilers disabled; succeeds only
@@ -165,6 +278,11 @@ impl Installer<'_> {
         .env("CC", "false")
         .env("CXX", "false")
         .env("LDSHARED", "false")
+        // Rust extensions (maturin, setuptools-rust) run cargo, which runs $RUSTC:
+        // without this, a pydantic-core sdist compiled maturin and then itself
+        // natively for minutes (over 2 minutes here before we stopped it) only to be
+        // refused for its .so; with it the build fails in ~15 s.
+        .env("RUSTC", "false")
         // The zope.* packages' own switch for skipping their C optimisations.
         .env("PURE_PYTHON", "1")
         .stdout(Stdio::piped());
@@ -324,11 +442,31 @@ fn missing_distribution(stderr: &str) -> Option<String> {
 }
 
 /// "MarkupSafe>=2.0; python_version>'3'" -> "MarkupSafe".
-fn distribution_name(requirement: &str) -> String {
+pub(super) fn distribution_name(requirement: &str) -> String {
     let end = requirement
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
         .unwrap_or(requirement.len());
     requirement[..end].to_owned()
+}
+
+/// "... requirement pydantic-core==2.27.0 (from pydantic) ..." -> "pydantic"; None for a
+/// requirement from the files ("(from -r requirements.txt (line 1))", or none at all).
+fn requiring_package(stderr: &str, requirement: &str) -> Option<String> {
+    let marker = format!("satisfies the requirement {requirement} (from ");
+    let line = stderr.lines().find(|l| l.contains(&marker))?;
+    let from = &line[line.find(&marker)? + marker.len()..];
+    // pip's own "(from versions: ...)" follows a requirement with no requirer.
+    if from.starts_with("-r ") || from.starts_with("-c ") || from.starts_with("versions:") {
+        return None;
+    }
+    Some(distribution_name(from)).filter(|n| !n.is_empty())
+}
+
+fn requirement_args(requirements: &[PathBuf]) -> Vec<OsString> {
+    requirements
+        .iter()
+        .flat_map(|f| [OsString::from("-r"), f.clone().into_os_string()])
+        .collect()
 }
 
 /// The Python that runs pip: --python, or the one next to componentize-py (the
@@ -381,6 +519,15 @@ mod tests {
         let stderr = "ERROR: Could not find a version that satisfies the requirement MarkupSafe>=2.0 (from jinja2) (from versions: none)\nERROR: No matching distribution found for MarkupSafe>=2.0\n";
         assert_eq!(missing_distribution(stderr).as_deref(), Some("MarkupSafe>=2.0"));
         assert_eq!(missing_distribution("ERROR: something else"), None);
+        let pinned = "ERROR: Could not find a version that satisfies the requirement pydantic-core==2.27.0 (from pydantic) (from versions: 0.0.1)\n";
+        assert_eq!(
+            requiring_package(pinned, "pydantic-core==2.27.0").as_deref(),
+            Some("pydantic")
+        );
+        let direct = "ERROR: Could not find a version that satisfies the requirement ujson==5.10.0 (from -r r.txt (line 3)) (from versions: none)";
+        assert_eq!(requiring_package(direct, "ujson==5.10.0"), None);
+        let bare = "ERROR: Could not find a version that satisfies the requirement ujson==5.10.0 (from versions: none)";
+        assert_eq!(requiring_package(bare, "ujson==5.10.0"), None);
     }
 
     #[test]
