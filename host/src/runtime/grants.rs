@@ -70,8 +70,8 @@ pub fn parse_dir(text: &str) -> Result<DirGrant, String> {
         ));
     }
     let host = PathBuf::from(host);
-    match std::fs::metadata(&host) {
-        Ok(meta) if meta.is_dir() => {}
+    let meta = match std::fs::metadata(&host) {
+        Ok(meta) if meta.is_dir() => meta,
         Ok(_) => {
             return Err(format!(
                 "{}: not a directory (grant the directory that holds it)",
@@ -79,8 +79,8 @@ pub fn parse_dir(text: &str) -> Result<DirGrant, String> {
             ));
         }
         Err(e) => return Err(format!("{}: {e} (create it first)", host.display())),
-    }
-    if writable && std::fs::metadata(&host).is_ok_and(|m| m.permissions().readonly()) {
+    };
+    if writable && meta.permissions().readonly() {
         return Err(format!(
             "{}: granted rw but the directory is read-only on the host",
             host.display()
