@@ -12,8 +12,8 @@ use http_body_util::BodyExt;
 use wsgi_wasm::environ;
 use wsgi_wasm::http::exchange::{Exchange, Outcome};
 use wsgi_wasm::http::request_body::RequestBody;
-use wsgi_wasm::runtime::engine::{EngineSettings, new_engine};
-use wsgi_wasm::runtime::{App, AppConfig, Isolation};
+use wsgi_wasm::runtime::engine::EngineSettings;
+use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime};
 
 async fn run(app: &std::sync::Arc<App>, n: usize, path: &str) -> Duration {
     let started = Instant::now();
@@ -35,11 +35,14 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2000);
     let request_path = args.next().unwrap_or_else(|| "/".into());
     let only = args.next();
-    let engine = new_engine(EngineSettings {
-        max_instances: 4,
-        max_memory: 256 << 20,
-    })?;
     let cache = std::env::temp_dir().join("wsgi-wasm-isolation-cost");
+    let host = Runtime::new(
+        EngineSettings {
+            max_instances: 4,
+            max_memory: 256 << 20,
+        },
+        Some(cache),
+    )?;
     let mut results = Vec::new();
     for isolation in [Isolation::Pooled, Isolation::Request] {
         if only
@@ -55,10 +58,10 @@ async fn main() -> anyhow::Result<()> {
             max_queue: 1,
             cpu_timeout: Duration::from_secs(30),
             max_requests_per_instance: u64::MAX,
+            idle_timeout: Duration::from_secs(3600),
             grants: Default::default(),
         };
-        let (app, _) = App::load(&engine, std::path::Path::new(&path), config, Some(&cache))?;
-        let app = std::sync::Arc::new(app);
+        let (app, _) = App::load(&host, std::path::Path::new(&path), None, config)?;
         app.warm_up().await?;
         run(&app, n / 10 + 1, &request_path).await;
         let per_call = run(&app, n, &request_path).await;

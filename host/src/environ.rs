@@ -9,14 +9,18 @@ use std::net::SocketAddr;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap};
 use hyper::{Method, Uri, Version};
 
-/// What the server knows about itself and the connection, fixed per listener or
-/// per connection rather than per request.
+/// What the server knows about itself, fixed per listener.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     /// SERVER_NAME: the name the operator gave (`--server-name`) or the listen host.
     pub server_name: String,
     /// SERVER_PORT: the port actually bound (never 0).
     pub server_port: u16,
+}
+
+/// What the environ says about where the app is mounted, fixed per mount.
+#[derive(Debug, Clone, Default)]
+pub struct MountPoint {
     /// SCRIPT_NAME: the prefix the app is mounted under, "" for the root.
     pub script_name: String,
     /// wsgi.run_once: true when every request gets a fresh instance.
@@ -39,12 +43,12 @@ pub const SERVER_SOFTWARE: &str = concat!("wsgi-wasm/", env!("CARGO_PKG_VERSION"
 /// the guest SDK turns into Python values ("1"/"0" become booleans).
 /// `remote` is None for a client on a Unix socket, which has no address: its
 /// REMOTE_ADDR is empty and it has no REMOTE_PORT, as under gunicorn.
-pub fn build(head: &RequestHead<'_>, server: &ServerInfo, remote: Option<SocketAddr>) -> Environ {
+pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, remote: Option<SocketAddr>) -> Environ {
     let mut env: Environ = Vec::with_capacity(16 + head.headers.len());
     let mut put = |k: &str, v: String| env.push((k.to_owned(), v));
 
     put("REQUEST_METHOD", head.method.as_str().to_owned());
-    let (script_name, path_info) = split_path(head.uri, &server.script_name);
+    let (script_name, path_info) = split_path(head.uri, &mount.script_name);
     put("SCRIPT_NAME", script_name);
     put("PATH_INFO", path_info);
     put("QUERY_STRING", head.uri.query().map(latin1).unwrap_or_default());
@@ -65,7 +69,7 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, remote: Option<SocketA
     // go to separate instances, which is what WSGI calls multiprocess.
     put("wsgi.multithread", "0".to_owned());
     put("wsgi.multiprocess", "1".to_owned());
-    put("wsgi.run_once", if server.run_once { "1" } else { "0" }.to_owned());
+    put("wsgi.run_once", if mount.run_once { "1" } else { "0" }.to_owned());
 
     for name in head.headers.keys() {
         if name == CONTENT_TYPE || name == CONTENT_LENGTH {
@@ -185,10 +189,13 @@ pub fn synthetic(method: &str, target: &str) -> Environ {
     let server = ServerInfo {
         server_name: "localhost".into(),
         server_port: 80,
-        script_name: String::new(),
-        run_once: false,
     };
-    build(&head, &server, Some(SocketAddr::from(([127, 0, 0, 1], 40000))))
+    build(
+        &head,
+        &server,
+        &MountPoint::default(),
+        Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
+    )
 }
 
 /// Decodes %XX escapes; a '%' not followed by two hex digits is kept as it is,
@@ -207,16 +214,22 @@ mod tests {
     use super::*;
     use hyper::header::HeaderValue;
 
-    fn server() -> ServerInfo {
-        ServerInfo {
-            server_name: "127.0.0.1".into(),
-            server_port: 8000,
-            script_name: String::new(),
-            run_once: false,
+    struct Setup {
+        server: ServerInfo,
+        mount: MountPoint,
+    }
+
+    fn server() -> Setup {
+        Setup {
+            server: ServerInfo {
+                server_name: "127.0.0.1".into(),
+                server_port: 8000,
+            },
+            mount: MountPoint::default(),
         }
     }
 
-    fn environ_for(uri: &str, headers: &[(&str, &[u8])], server: &ServerInfo) -> Environ {
+    fn environ_for(uri: &str, headers: &[(&str, &[u8])], setup: &Setup) -> Environ {
         let uri: Uri = uri.parse().unwrap();
         let mut map = HeaderMap::new();
         for (k, v) in headers {
@@ -231,7 +244,12 @@ mod tests {
             version: Version::HTTP_11,
             headers: &map,
         };
-        build(&head, server, Some("10.1.2.3:5555".parse().unwrap()))
+        build(
+            &head,
+            &setup.server,
+            &setup.mount,
+            Some("10.1.2.3:5555".parse().unwrap()),
+        )
     }
 
     fn get<'a>(env: &'a Environ, key: &str) -> Option<&'a str> {
@@ -333,7 +351,7 @@ mod tests {
     #[test]
     fn script_name_is_stripped_from_path_info() {
         let mut s = server();
-        s.script_name = "/app".into();
+        s.mount.script_name = "/app".into();
         let env = environ_for("/app/page", &[], &s);
         assert_eq!(get(&env, "SCRIPT_NAME"), Some("/app"));
         assert_eq!(get(&env, "PATH_INFO"), Some("/page"));
@@ -355,7 +373,7 @@ mod tests {
     #[test]
     fn run_once_reflects_isolation() {
         let mut s = server();
-        s.run_once = true;
+        s.mount.run_once = true;
         assert_eq!(get(&environ_for("/", &[], &s), "wsgi.run_once"), Some("1"));
     }
 }

@@ -116,7 +116,11 @@ fn apps_mounted_at_prefixes_each_get_their_prefix_as_script_name() {
     assert_eq!(curl(&[&server.url("/rs/hello")]).text(), "hello from rust");
     let nowhere = curl(&[&server.url("/elsewhere")]);
     assert_eq!(nowhere.status, 404);
-    assert!(nowhere.text().contains("No application is mounted at this path"));
+    assert!(
+        nowhere
+            .text()
+            .contains("No application is mounted at this host and path")
+    );
     // Prefixes match whole path segments.
     assert_eq!(curl(&[&server.url("/pyx/hello")]).status, 404);
 }

@@ -9,6 +9,7 @@ mod environ;
 mod frameworks;
 mod grants;
 mod host_services;
+mod hosting;
 mod http11;
 mod input;
 mod install;

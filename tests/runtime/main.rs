@@ -9,7 +9,18 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use wsgi_wasm::http::exchange::{Exchange, Outcome};
 use wsgi_wasm::http::request_body::RequestBody;
-use wsgi_wasm::runtime::{App, AppConfig, Isolation, engine};
+use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime, engine};
+
+fn runtime() -> Runtime {
+    Runtime::new(
+        engine::EngineSettings {
+            max_instances: 4,
+            max_memory: 256 << 20,
+        },
+        Some(support::components::aot_cache_dir()),
+    )
+    .unwrap()
+}
 
 fn config() -> AppConfig {
     AppConfig {
@@ -19,6 +30,7 @@ fn config() -> AppConfig {
         max_queue: 16,
         cpu_timeout: Duration::from_secs(30),
         max_requests_per_instance: 1000,
+        idle_timeout: Duration::from_secs(60),
         grants: Default::default(),
     }
 }
@@ -51,14 +63,8 @@ async fn call(app: &std::sync::Arc<App>, env: Vec<(String, String)>, body: &[u8]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_component_answers_in_process() {
-    let engine = engine::new_engine(engine::EngineSettings {
-        max_instances: 4,
-        max_memory: 256 << 20,
-    })
-    .unwrap();
-    let cache = support::components::aot_cache_dir();
-    let (app, _) = App::load(&engine, &support::components::demo(), config(), Some(&cache)).unwrap();
-    let app = std::sync::Arc::new(app);
+    let host = runtime();
+    let (app, _) = App::load(&host, &support::components::demo(), None, config()).unwrap();
     let (status, body, outcome) = call(&app, environ("GET", "/xyz", "abc"), b"").await;
     assert!(matches!(outcome, Outcome::Completed), "{outcome:?}");
     assert_eq!(status, 200);
@@ -70,14 +76,8 @@ async fn demo_component_answers_in_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pooled_instance_serves_many_calls_and_reads_bodies() {
-    let engine = engine::new_engine(engine::EngineSettings {
-        max_instances: 4,
-        max_memory: 256 << 20,
-    })
-    .unwrap();
-    let cache = support::components::aot_cache_dir();
-    let (app, _) = App::load(&engine, &support::components::python_fixtures(), config(), Some(&cache)).unwrap();
-    let app = std::sync::Arc::new(app);
+    let host = runtime();
+    let (app, _) = App::load(&host, &support::components::python_fixtures(), None, config()).unwrap();
     for i in 0..20 {
         let body = format!("request body {i}").into_bytes();
         let (status, echoed, _) = call(&app, environ("POST", "/echo", ""), &body).await;
@@ -88,20 +88,50 @@ async fn pooled_instance_serves_many_calls_and_reads_bodies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_fixture_is_an_ordinary_404() {
-    let engine = engine::new_engine(engine::EngineSettings {
-        max_instances: 4,
-        max_memory: 256 << 20,
-    })
-    .unwrap();
-    let (app, _) = App::load(
-        &engine,
-        &support::components::python_fixtures(),
-        config(),
-        Some(&support::components::aot_cache_dir()),
-    )
-    .unwrap();
-    let app = std::sync::Arc::new(app);
+    let host = runtime();
+    let (app, _) = App::load(&host, &support::components::python_fixtures(), None, config()).unwrap();
     let (status, body, _) = call(&app, environ("GET", "/nope", ""), b"").await;
     assert_eq!(status, 404);
     assert_eq!(body, b"no fixture named 'nope'\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_instances_are_reclaimed_after_the_idle_timeout() {
+    let host = runtime();
+    let mut quick = config();
+    quick.idle_timeout = Duration::from_millis(500);
+    let (app, _) = App::load(&host, &support::components::python_fixtures(), None, quick).unwrap();
+    let (status, _, _) = call(&app, environ("GET", "/hello", ""), b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(app.idle_instances(), 1, "the instance is kept warm after a request");
+    assert_eq!(host.capacity.in_use(), 1);
+    // The reaper looks once a second.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(app.idle_instances(), 0, "reclaimed after idle-timeout");
+    assert_eq!(host.capacity.in_use(), 0, "its slot is free again");
+    let (status, _, _) = call(&app, environ("GET", "/hello", ""), b"").await;
+    assert_eq!(status, 200, "a request after that creates a new instance");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apps_share_compiled_code_and_take_idle_slots_from_each_other() {
+    // Four slots for six apps of the same component.
+    let host = runtime();
+    let mut apps: Vec<std::sync::Arc<App>> = Vec::new();
+    for i in 0..6 {
+        let name = format!("tenant{i}");
+        let (app, report) = App::load(&host, &support::components::python_fixtures(), Some(&name), config()).unwrap();
+        if i > 0 {
+            assert_eq!(report.source, wsgi_wasm::runtime::cache::Source::Shared);
+            assert!(std::sync::Arc::ptr_eq(app.linked(), apps[0].linked()));
+        }
+        let (status, _, _) = call(&app, environ("GET", "/hello", ""), b"").await;
+        assert_eq!(status, 200, "{name} is served although only 4 slots exist");
+        assert!(host.capacity.in_use() <= host.capacity.total());
+        apps.push(app);
+    }
+    assert_eq!(host.capacity.in_use(), 4);
+    // The least recently used tenants gave their instances up.
+    assert_eq!(apps[0].idle_instances(), 0);
+    assert_eq!(apps[5].idle_instances(), 1);
 }

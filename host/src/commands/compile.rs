@@ -5,8 +5,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use wsgi_wasm::runtime::cache::{self, Source};
-use wsgi_wasm::runtime::engine::{self, EngineSettings};
-use wsgi_wasm::runtime::{App, AppConfig, Isolation};
+use wsgi_wasm::runtime::engine::EngineSettings;
+use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime};
 
 /// Compile apps ahead of time into the cache `serve` loads from, and check that
 /// each fits the wsgi-wasm ABI and starts: a deploy step, so the first `serve`
@@ -32,10 +32,13 @@ impl CompileCommand {
             .or_else(cache::default_dir)
             .context("no cache directory: set HOME or XDG_CACHE_HOME, or pass --cache-dir")?;
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let engine = engine::new_engine(EngineSettings {
-            max_instances: 2,
-            max_memory: CHECK_MEMORY,
-        })
+        let host = Runtime::new(
+            EngineSettings {
+                max_instances: 2,
+                max_memory: CHECK_MEMORY,
+            },
+            Some(cache_dir.clone()),
+        )
         .context("cannot set up the WebAssembly engine")?;
         for path in &self.apps {
             let config = AppConfig {
@@ -45,12 +48,13 @@ impl CompileCommand {
                 max_queue: 0,
                 cpu_timeout: Duration::from_secs(30),
                 max_requests_per_instance: 1,
+                idle_timeout: Duration::from_secs(1),
                 grants: Default::default(),
             };
-            let (app, report) = App::load(&engine, path, config, Some(&cache_dir))?;
+            let (app, report) = App::load(&host, path, None, config)?;
             runtime.block_on(app.warm_up())?;
             let how = match report.source {
-                Source::Cached => "already compiled",
+                Source::Cached | Source::Shared => "already compiled",
                 Source::Compiled => "compiled",
             };
             eprintln!(

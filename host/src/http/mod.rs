@@ -9,4 +9,4 @@ pub mod router;
 mod service;
 pub mod static_files;
 
-pub use service::{Limits, Listener, Listening, Server};
+pub use service::{Limits, Listener, Listening, Routes, Server};

@@ -20,9 +20,10 @@ use super::host;
 use super::request_body::RequestBody;
 use super::router::Router;
 use super::static_files::StaticMount;
-use crate::environ::{self, RequestHead};
+use crate::environ::{self, RequestHead, ServerInfo};
 use crate::log;
 use crate::runtime::Finished;
+use arc_swap::ArcSwap;
 
 /// Limits on what clients may send and how long they may take. Each has a CLI
 /// option; the defaults are in main.rs next to the option.
@@ -58,7 +59,13 @@ const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Read buffer per connection; a head that does not fit is refused with 431.
 const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
 
+/// The routing table all listeners share, swapped whole when a reload deploys new
+/// apps: a request routes on one consistent table, and requests in flight keep
+/// the apps they started on.
+pub type Routes = Arc<ArcSwap<Router>>;
+
 pub struct Server {
+    pub routes: Routes,
     /// `--static` mounts, answered by the host before any app is routed to.
     pub statics: Vec<StaticMount>,
     pub limits: Limits,
@@ -71,11 +78,10 @@ pub enum Listener {
     Unix(UnixListener),
 }
 
-/// One listener and the apps it serves: each listener has its own router because
-/// the environ names the listener (SERVER_NAME, SERVER_PORT).
+/// One listener and what the environ says about it (SERVER_NAME, SERVER_PORT).
 pub struct Listening {
     pub listener: Listener,
-    pub router: Router,
+    pub info: ServerInfo,
 }
 
 struct Shared {
@@ -113,9 +119,10 @@ impl Server {
         // The accept loops run here, on the thread that runs the server future, not
         // as tasks on the worker threads: those run the guests, and a busy guest
         // must not delay accepting (connections would pile up in the backlog).
-        let accepting = futures::future::join_all(listeners.into_iter().map(|Listening { listener, router }| {
-            shared.clone().accept_loop(listener, Arc::new(router), stopped.clone())
-        }));
+        let accepting =
+            futures::future::join_all(listeners.into_iter().map(|Listening { listener, info }| {
+                shared.clone().accept_loop(listener, Arc::new(info), stopped.clone())
+            }));
         let stopping = async {
             shutdown.await;
             let _ = stop.send(true);
@@ -134,7 +141,7 @@ impl Server {
 }
 
 impl Shared {
-    async fn accept_loop(self: Arc<Self>, listener: Listener, router: Arc<Router>, mut stop: watch::Receiver<bool>) {
+    async fn accept_loop(self: Arc<Self>, listener: Listener, info: Arc<ServerInfo>, mut stop: watch::Receiver<bool>) {
         let mut last_logged: Option<Instant> = None;
         loop {
             let slot = match self.slots.clone().try_acquire_owned() {
@@ -160,9 +167,9 @@ impl Shared {
             match accepted {
                 Ok(Accepted::Tcp(stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    self.serve_connection(stream, Some(remote), router.clone(), slot);
+                    self.serve_connection(stream, Some(remote), info.clone(), slot);
                 }
-                Ok(Accepted::Unix(stream)) => self.serve_connection(stream, None, router.clone(), slot),
+                Ok(Accepted::Unix(stream)) => self.serve_connection(stream, None, info.clone(), slot),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     log::server(format!("accept failed: {e}"));
@@ -176,7 +183,7 @@ impl Shared {
         self: &Arc<Self>,
         io: IO,
         remote: Option<SocketAddr>,
-        router: Arc<Router>,
+        info: Arc<ServerInfo>,
         slot: OwnedSemaphorePermit,
     ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -184,8 +191,8 @@ impl Shared {
         let shared = self.clone();
         let service = service_fn(move |req| {
             let shared = shared.clone();
-            let router = router.clone();
-            async move { Ok::<_, Infallible>(shared.handle(req, &router, remote).await) }
+            let info = info.clone();
+            async move { Ok::<_, Infallible>(shared.handle(req, &info, remote).await) }
         });
         let Some(watcher) = self.graceful.lock().unwrap().as_ref().map(GracefulShutdown::watcher) else {
             return;
@@ -217,7 +224,7 @@ impl Shared {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        router: &Router,
+        info: &ServerInfo,
         remote: Option<SocketAddr>,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
@@ -230,10 +237,9 @@ impl Shared {
             version: parts.version,
         });
 
-        // Kept for a Host-based router; today only its refusals matter.
-        let refusal = match host::request_host(&parts) {
-            Ok(_host) => refuse_early(&parts, &server.limits),
-            Err(e) => Some((StatusCode::BAD_REQUEST, e.message())),
+        let (host, refusal) = match host::request_host(&parts) {
+            Ok(host) => (host, refuse_early(&parts, &server.limits)),
+            Err(e) => (None, Some((StatusCode::BAD_REQUEST, e.message()))),
         };
         if let Some((status, message)) = refusal {
             let mut response = self.answer_directly(remote, line.as_ref(), status, message, started);
@@ -265,8 +271,9 @@ impl Shared {
             }
             return response;
         }
-        let Some(mount) = router.route(parts.uri.path()) else {
-            let message = "No application is mounted at this path.";
+        let router = server.routes.load_full();
+        let Some(mount) = router.route(host.as_deref(), parts.uri.path()) else {
+            let message = "No application is mounted at this host and path.";
             return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started);
         };
         let app = mount.app.clone();
@@ -280,7 +287,7 @@ impl Shared {
             version: parts.version,
             headers: &parts.headers,
         };
-        let environ = environ::build(&head, &mount.info, remote);
+        let environ = environ::build(&head, info, &mount.point, remote);
         let body = RequestBody::new(incoming, server.limits.max_body_size, server.limits.io_timeout);
         let (exchange, reply) = Exchange::new(body, parts.method == Method::HEAD, server.limits.io_timeout);
 

@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use hyper::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{WsgiApp, WsgiAppPre};
-use super::cache::{self, Source};
+use super::Runtime;
+use super::bindings::WsgiApp;
+use super::cache::Source;
+use super::capacity::{Capacity, SlotPermit};
+use super::components::Linked;
 use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
 use super::state::GuestState;
@@ -22,7 +24,8 @@ use crate::http::exchange::{Exchange, Outcome};
 use crate::log;
 
 /// How long a guest may keep instances between requests, per app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Isolation {
     /// Warm instances are reused for many requests, like WSGI worker processes:
     /// module globals survive between requests.
@@ -31,7 +34,7 @@ pub enum Isolation {
     Request,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppConfig {
     pub isolation: Isolation,
     /// Linear memory one instance may grow to.
@@ -44,6 +47,8 @@ pub struct AppConfig {
     pub cpu_timeout: Duration,
     /// In pooled mode, an instance is replaced after this many requests.
     pub max_requests_per_instance: u64,
+    /// Instances unused this long are dropped, returning their memory.
+    pub idle_timeout: Duration,
     /// What the sandbox grants beyond nothing: environment variables,
     /// directories, outbound TCP destinations.
     pub grants: Grants,
@@ -53,12 +58,17 @@ struct Instance {
     store: Store<GuestState>,
     bindings: WsgiApp,
     served: u64,
+    /// When it last finished a request (or was created), for reclaiming.
+    idle_since: Instant,
+    /// Its share of the server's instance slots, freed with it.
+    _slot: SlotPermit,
 }
 
 pub struct App {
     name: Arc<str>,
-    engine: Engine,
-    pre: WsgiAppPre<GuestState>,
+    linked: Arc<Linked>,
+    capacity: Arc<Capacity>,
+    engine: wasmtime::Engine,
     config: AppConfig,
     /// `config.grants.connect`, resolved once at load.
     network: Arc<NetworkPolicy>,
@@ -106,39 +116,37 @@ pub struct LoadReport {
 }
 
 impl App {
-    /// Reads, compiles (or loads from cache) and links the component. Fails with a
-    /// message naming the file and the problem; nothing is served until this passes.
+    /// Compiles (or loads from cache, or shares with another app) and links the
+    /// component, and registers the app for instance slots. Fails with a message
+    /// naming the file and the problem. Blocking: call it off the async workers.
+    /// `name` tags the app in the log; the default is the file's stem.
     pub fn load(
-        engine: &Engine,
+        runtime: &Runtime,
         path: &Path,
+        name: Option<&str>,
         config: AppConfig,
-        cache_dir: Option<&Path>,
-    ) -> Result<(App, LoadReport)> {
+    ) -> Result<(Arc<App>, LoadReport)> {
         let started = Instant::now();
         // Before compiling: a grant that cannot work should not cost seconds to find.
         let network = NetworkPolicy::resolve(&config.grants.connect).map_err(anyhow::Error::msg)?;
-        let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        check_is_component(path, &wasm)?;
-        let (component, source) = cache::load_or_compile(engine, &wasm, cache_dir)
-            .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
-        let pre = link(engine, &component).with_context(|| {
-            format!(
-                "{} does not fit the wsgi-wasm ABI (world wsgi-wasm:wsgi/wsgi-app)",
-                path.display()
-            )
-        })?;
-        let name: Arc<str> = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
-        let app = App {
+        let (linked, source) = runtime.components.load(path)?;
+        let name: Arc<str> = match name {
+            Some(name) => name.into(),
+            None => path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into(),
+        };
+        let app = Arc::new(App {
             network,
             name,
-            engine: engine.clone(),
-            pre,
+            linked,
+            capacity: runtime.capacity.clone(),
+            engine: runtime.components.engine().clone(),
             slots: Arc::new(Semaphore::new(config.max_instances)),
             config,
             idle: Mutex::new(Vec::new()),
             waiting: AtomicUsize::new(0),
             refilling: AtomicUsize::new(0),
-        };
+        });
+        runtime.capacity.register(&app);
         Ok((
             app,
             LoadReport {
@@ -152,10 +160,9 @@ impl App {
         &self.name
     }
 
-    /// Renames the app (its tag in the log); the default is the file's stem.
-    pub fn with_name(mut self, name: &str) -> App {
-        self.name = name.into();
-        self
+    /// The compiled and linked component it runs.
+    pub fn linked(&self) -> &Arc<Linked> {
+        &self.linked
     }
 
     pub fn config(&self) -> &AppConfig {
@@ -275,6 +282,7 @@ impl App {
             && !bloated
             && instance.served < self.config.max_requests_per_instance;
         if keep {
+            instance.idle_since = Instant::now();
             self.idle.lock().unwrap().push(instance);
         } else {
             slot.retired = Some(instance);
@@ -300,6 +308,7 @@ impl App {
     }
 
     async fn instantiate(&self) -> Result<Instance> {
+        let slot = self.capacity.acquire().await;
         let state = GuestState::new(
             self.name.clone(),
             self.config.max_memory,
@@ -324,41 +333,50 @@ impl App {
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         store.set_epoch_deadline(1);
-        let bindings = self.pre.instantiate_async(&mut store).await?;
+        let bindings = self.linked.pre.instantiate_async(&mut store).await?;
         Ok(Instance {
             store,
             bindings,
             served: 0,
+            idle_since: Instant::now(),
+            _slot: slot,
         })
     }
-}
 
-fn link(engine: &Engine, component: &Component) -> Result<WsgiAppPre<GuestState>> {
-    let mut linker = Linker::<GuestState>::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    super::network::add_to_linker(&mut linker)?;
-    super::imports::add_to_linker(&mut linker)?;
-    let pre = linker.instantiate_pre(component)?;
-    Ok(WsgiAppPre::new(pre)?)
-}
+    /// When the longest-idle instance became idle, if any is.
+    pub(super) fn oldest_idle(&self) -> Option<Instant> {
+        self.idle.lock().unwrap().first().map(|i| i.idle_since)
+    }
 
-/// A clearer message than the parser's for the two common mistakes.
-fn check_is_component(path: &Path, wasm: &[u8]) -> Result<()> {
-    const MAGIC: &[u8] = b"\0asm";
-    if wasm.len() < 8 || &wasm[..4] != MAGIC {
-        bail!(
-            "{} is not a WebAssembly file (no \\0asm header); build one with `wsgi-wasm build`",
-            path.display()
-        );
+    /// Drops the longest-idle instance if it is still the one idle since `since`
+    /// (a request may have taken it meanwhile). True if one was dropped.
+    pub(super) fn drop_idle_since(&self, since: Instant) -> bool {
+        let dropped = {
+            let mut idle = self.idle.lock().unwrap();
+            match idle.first() {
+                Some(first) if first.idle_since == since => Some(idle.remove(0)),
+                _ => None,
+            }
+        };
+        // Torn down outside the lock: resetting an instance's memory takes a while.
+        dropped.is_some()
     }
-    // Bytes 6-7 are the "layer": 0 for a core module, 1 for a component.
-    if wasm[6..8] == [0, 0] {
-        bail!(
-            "{} is a core WebAssembly module, not a component; build Python apps with `wsgi-wasm build` and Rust apps for the wasm32-wasip2 target",
-            path.display()
-        );
+
+    /// Drops the instances idle since before `cutoff`.
+    pub(super) fn drop_idle_before(&self, cutoff: Instant) {
+        let expired: Vec<Instance> = {
+            let mut idle = self.idle.lock().unwrap();
+            // Oldest first: instances are pushed as they become idle.
+            let n = idle.iter().take_while(|i| i.idle_since < cutoff).count();
+            idle.drain(..n).collect()
+        };
+        drop(expired);
     }
-    Ok(())
+
+    /// Instances alive now (idle ones), for the startup log and tests.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().unwrap().len()
+    }
 }
 
 fn describe_trap(error: &wasmtime::Error) -> String {

@@ -41,6 +41,8 @@ pub fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
 pub enum Source {
     Cached,
     Compiled,
+    /// Already loaded by the server for another app using the same file.
+    Shared,
 }
 
 /// Loads the compiled form from `dir` if present, else compiles and stores it.

@@ -47,6 +47,20 @@ impl std::fmt::Display for ConnectGrant {
     }
 }
 
+impl std::str::FromStr for DirGrant {
+    type Err = String;
+    fn from_str(text: &str) -> Result<DirGrant, String> {
+        parse_dir(text)
+    }
+}
+
+impl std::str::FromStr for ConnectGrant {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ConnectGrant, String> {
+        parse_connect(text)
+    }
+}
+
 /// `KEY=VALUE`.
 pub fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {

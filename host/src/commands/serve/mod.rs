@@ -1,160 +1,74 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
 use clap::Parser;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use wsgi_wasm::environ::ServerInfo;
-use wsgi_wasm::http::router::{Mount, Router};
-use wsgi_wasm::http::static_files::{self, StaticMount};
-use wsgi_wasm::http::{Limits, Listener, Listening, Server};
+use wsgi_wasm::http::static_files::StaticMount;
+use wsgi_wasm::http::{Listener, Listening, Server};
 use wsgi_wasm::log;
-use wsgi_wasm::runtime::cache::{self, Source};
-use wsgi_wasm::runtime::engine::{self, EngineSettings};
-use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant};
-use wsgi_wasm::runtime::{App, AppConfig, Grants, Isolation};
-use wsgi_wasm::units::{parse_duration, parse_size};
+use wsgi_wasm::runtime::Runtime;
+use wsgi_wasm::runtime::cache;
+use wsgi_wasm::runtime::engine::EngineSettings;
 
+mod config;
+mod deploy;
+mod options;
 mod spec;
 
+use deploy::{Deployment, Tenant};
+use options::{AppOptions, ServerOptions};
 use spec::AppSpec;
 
 /// Serve WSGI application components over HTTP.
+///
+/// Apps are given as arguments or in a config file (--config). SIGHUP reloads them:
+/// components whose file changed are loaded and switched to without dropping a
+/// request, and the config file is read again (apps added, removed or changed).
 #[derive(Parser)]
 pub struct ServeCommand {
     /// The application: a component built by `wsgi-wasm build` (or a Rust guest).
     /// Several apps share one server when mounted at prefixes:
     /// `/shop=shop.wasm /blog=blog.wasm,isolation=request`. Options after the file
-    /// (isolation, instances, queue, max-memory, cpu-timeout, max-requests)
-    /// override the command-line values for that app; grants (env, dir,
-    /// allow-connect) add to the command line's for that app only.
-    #[arg(required = true, value_name = "[PREFIX=]APP.wasm[,KEY=VALUE...]", value_parser = spec::parse)]
+    /// (the app options below, named as their flags) override the command-line
+    /// values for that app; grants (env, dir, allow-connect) add to the command
+    /// line's for that app only.
+    #[arg(
+        required_unless_present = "config",
+        conflicts_with = "config",
+        value_name = "[PREFIX=]APP.wasm[,KEY=VALUE...]",
+        value_parser = spec::parse
+    )]
     apps: Vec<AppSpec>,
 
-    /// Where to listen: HOST:PORT (port 0 picks a free port, printed at startup) or
-    /// unix:PATH for a Unix socket; repeatable to listen on several at once.
-    #[arg(
-        long,
-        short = 'l',
-        default_value = "127.0.0.1:8000",
-        value_name = "HOST:PORT|unix:PATH"
-    )]
-    listen: Vec<String>,
-
-    /// Permissions of --listen unix:PATH sockets, in octal (660: owner and group may
-    /// connect) [default: what the process umask gives].
-    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
-    socket_mode: Option<u32>,
-
-    /// SERVER_NAME for the app [default: the host part of the --listen address
-    /// the request came on; "localhost" on a Unix socket].
-    #[arg(long)]
-    server_name: Option<String>,
+    /// A TOML file with the server's options and its apps, each routed by host
+    /// and path prefix (see the README). Options given as flags override the file's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// Mount point of an app given without a PREFIX=: stripped from PATH_INFO and
     /// given as SCRIPT_NAME.
     #[arg(long, default_value = "", value_parser = parse_script_name)]
     script_name: String,
 
-    /// `pooled`: warm instances reused across requests (module globals persist);
-    /// `request`: a fresh instance for every request (nothing persists).
-    #[arg(long, value_enum, default_value_t = Isolation::Pooled)]
-    isolation: Isolation,
+    #[command(flatten, next_help_heading = "Server options")]
+    server: ServerOptions,
 
-    /// Instances serving requests at once [default: 2 per CPU core].
-    #[arg(long)]
-    instances: Option<usize>,
-
-    /// Requests that may wait for a free instance; beyond this they get 503.
-    #[arg(long, default_value_t = 1024)]
-    queue: usize,
-
-    /// Memory one instance may use (Python apps need 50-100 MiB).
-    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
-    max_memory: u64,
-
-    /// CPU time one request may use before it is stopped with 500.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    cpu_timeout: Duration,
-
-    /// In pooled mode, replace an instance after this many requests (bounds leaks).
-    #[arg(long, default_value_t = 10_000)]
-    max_requests: u64,
-
-    /// Largest request body accepted (413 above it).
-    #[arg(long, default_value = "100MiB", value_parser = parse_size)]
-    max_body_size: u64,
-
-    /// Time a client has to send a request head, and idle time allowed between
-    /// keep-alive requests.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    header_timeout: Duration,
-
-    /// Longest wait for request body data or for the client to accept response data.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    io_timeout: Duration,
-
-    /// Time in-flight requests get to finish after SIGTERM or SIGINT.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    shutdown_grace: Duration,
-
-    /// Open client connections at most; beyond it new connections wait in the
-    /// kernel's listen backlog until one closes.
-    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
-
-    /// An environment variable the apps see (os.environ), as KEY=VALUE; repeatable.
-    /// Apps see no other variables of the host.
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = grants::parse_env)]
-    env: Vec<(String, String)>,
-
-    /// A host directory the apps may use, as HOST[:GUEST][:ro|rw] (default GUEST =
-    /// HOST, read-only); repeatable. Apps see no other part of the host's filesystem
-    /// and can write only under directories granted `rw`.
-    #[arg(long = "dir", value_name = "HOST[:GUEST][:ro|rw]", value_parser = grants::parse_dir)]
-    dirs: Vec<DirGrant>,
-
-    /// A TCP destination the apps may connect to, as HOST:PORT (an IP address, or a
-    /// name resolved once at start); repeatable. Apps may open no other connection,
-    /// look up no other name, and never listen or use UDP.
-    #[arg(long = "allow-connect", value_name = "HOST:PORT", value_parser = grants::parse_connect)]
-    allow_connect: Vec<ConnectGrant>,
-
-    /// Files the host serves itself, without entering a sandbox, as PREFIX=DIR
-    /// (e.g. /static=./static); repeatable. GET and HEAD, with Content-Type, ETag,
-    /// Last-Modified, 304, Range and precompressed .gz/.br siblings; nothing
-    /// outside DIR (symlinks pointing out are refused).
-    #[arg(long = "static", value_name = "PREFIX=DIR", value_parser = static_files::parse_mount)]
-    statics: Vec<(String, PathBuf)>,
-
-    /// Where compiled components are cached [default: $XDG_CACHE_HOME/wsgi-wasm or ~/.cache/wsgi-wasm].
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-
-    /// Compile the component at every start instead of caching it.
-    #[arg(long)]
-    no_cache: bool,
-
-    /// Do not log a line per request.
-    #[arg(long)]
-    no_access_log: bool,
+    #[command(
+        flatten,
+        next_help_heading = "App options (also per app: APP.wasm,KEY=VALUE or a config table)"
+    )]
+    app: AppOptions,
 }
 
-/// gunicorn's default worker_connections. It stays under the usual open-file limit
-/// of 1024 (`ulimit -n`) with room for the server's own files, and an idle
-/// connection costs one descriptor and a few KiB, so the limit bounds both. Raise
-/// it together with `ulimit -n` for many long-lived clients.
-const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
-
-fn parse_mode(text: &str) -> Result<u32, String> {
-    match u32::from_str_radix(text, 8) {
-        Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!("{text:?} should be octal permissions such as 660")),
-    }
-}
+/// Instance slots a server preallocates at least, so that apps added by a reload,
+/// or a burst on one tenant, find room. A slot costs address space, not memory,
+/// until an instance uses it.
+const MIN_TOTAL_INSTANCES: u32 = 64;
 
 pub(crate) fn parse_script_name(text: &str) -> Result<String, String> {
     let trimmed = text.trim_end_matches('/');
@@ -164,90 +78,100 @@ pub(crate) fn parse_script_name(text: &str) -> Result<String, String> {
     Ok(trimmed.to_owned())
 }
 
+/// Everything `serve` is asked to run: read from the command line and, if given,
+/// the config file. Read again on SIGHUP.
+struct Plan {
+    server: ServerOptions,
+    tenants: Vec<Tenant>,
+}
+
 impl ServeCommand {
     pub fn execute(self) -> Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(self.run())
     }
 
-    async fn run(self) -> Result<()> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let defaults = AppConfig {
-            isolation: self.isolation,
-            max_memory: usize::try_from(self.max_memory).context("--max-memory is too large")?,
-            max_instances: self.instances.unwrap_or(2 * cores).max(1),
-            max_queue: self.queue,
-            cpu_timeout: self.cpu_timeout,
-            max_requests_per_instance: self.max_requests.max(1),
-            grants: Grants {
-                env: self.env.clone(),
-                dirs: self.dirs.clone(),
-                connect: self.allow_connect.clone(),
-            },
-        };
-        let mut planned = Vec::new();
-        for spec in &self.apps {
-            let config = spec.config(&defaults).map_err(anyhow::Error::msg)?;
-            let prefix = spec.prefix.clone().unwrap_or_else(|| self.script_name.clone());
-            planned.push((spec.file.clone(), prefix, config));
-        }
-        for (i, (_, prefix, _)) in planned.iter().enumerate() {
-            if planned[..i].iter().any(|(_, other, _)| other == prefix) {
-                let shown = if prefix.is_empty() { "/" } else { prefix.as_str() };
-                bail!("two apps are mounted at {shown}; give each a different PREFIX= (e.g. /shop=shop.wasm)");
-            }
-        }
-        let engine = engine::new_engine(EngineSettings {
-            // Every app's serving instances, plus one each being replaced.
-            max_instances: u32::try_from(planned.iter().map(|(_, _, c)| c.max_instances + 1).sum::<usize>())
-                .context("--instances is too large")?,
-            max_memory: planned
+    fn plan(&self) -> Result<Plan, String> {
+        let Some(path) = &self.config else {
+            let tenants = self
+                .apps
                 .iter()
-                .map(|(_, _, c)| c.max_memory)
-                .max()
-                .unwrap_or(defaults.max_memory),
+                .map(|spec| {
+                    let prefix = spec.prefix.clone().unwrap_or_else(|| self.script_name.clone());
+                    Tenant::new(
+                        None,
+                        spec.file.clone(),
+                        Vec::new(),
+                        prefix,
+                        &self.app.over(&spec.options),
+                        spec.file.display().to_string(),
+                    )
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            return Ok(Plan {
+                server: self.server.clone(),
+                tenants: deploy::name_apart(tenants),
+            });
+        };
+        let file = config::load(path)?;
+        let tenants = file
+            .apps
+            .iter()
+            .map(|entry| {
+                // Built-in defaults < the file's top level < the command line < the app's table.
+                let options = file.defaults.over(&self.app).over(&entry.options);
+                Tenant::new(
+                    Some(entry.name.clone()),
+                    entry.component.clone(),
+                    entry.hosts.clone(),
+                    entry.prefix.clone(),
+                    &options,
+                    entry.location.clone(),
+                )
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        deploy::check_routes(&tenants)?;
+        Ok(Plan {
+            server: file.server.over(&self.server),
+            tenants,
         })
-        .context("cannot set up the WebAssembly engine")?;
-        let cache_dir = if self.no_cache {
+    }
+
+    async fn run(self) -> Result<()> {
+        let Plan { server, tenants } = self.plan().map_err(anyhow::Error::msg)?;
+        deploy::check_routes(&tenants).map_err(anyhow::Error::msg)?;
+        let wanted: u32 = tenants
+            .iter()
+            .map(|t| t.config.max_instances as u32 + 1)
+            .fold(0, u32::saturating_add);
+        let settings = EngineSettings {
+            max_instances: server.total_instances.unwrap_or(wanted.max(MIN_TOTAL_INSTANCES)),
+            // A reload may bring an app with a higher limit than today's apps; the
+            // default is the most any app gets without asking.
+            max_memory: tenants
+                .iter()
+                .map(|t| t.config.max_memory)
+                .max()
+                .unwrap_or_default()
+                .max(options::DEFAULT_MAX_MEMORY as usize),
+        };
+        let cache_dir = if server.no_cache {
             None
         } else {
-            self.cache_dir.clone().or_else(cache::default_dir)
+            server.cache_dir.clone().or_else(cache::default_dir)
         };
+        let runtime = Arc::new(Runtime::new(settings, cache_dir).context("cannot set up the WebAssembly engine")?);
 
         // Everything that can fail because of an app is checked before binding.
-        let mut loaded = Vec::new();
-        for (file, prefix, config) in planned {
-            let engine = engine.clone();
-            let cache_dir = cache_dir.clone();
-            let path = file.clone();
-            let (app, report) =
-                tokio::task::spawn_blocking(move || App::load(&engine, &path, config, cache_dir.as_deref())).await??;
-            let how = match report.source {
-                Source::Cached => "loaded from cache",
-                Source::Compiled => "compiled",
-            };
-            log::server(format!("{} {how} in {:.0?}", file.display(), report.load_time));
-            loaded.push((app, prefix));
-        }
-        let names: Vec<String> = loaded.iter().map(|(app, _)| app.name().to_owned()).collect();
-        let mut apps = Vec::new();
-        for (app, prefix) in loaded {
-            // Two apps from files with the same name are told apart by their prefix.
-            let app = if names.iter().filter(|n| n.as_str() == app.name()).count() > 1 {
-                let name = format!("{}@{}", app.name(), if prefix.is_empty() { "/" } else { &prefix });
-                app.with_name(&name)
-            } else {
-                app
-            };
-            app.warm_up().await?;
-            apps.push((Arc::new(app), prefix));
-        }
+        let mut deployment = Deployment::new(runtime.clone());
+        let router = deployment.start(tenants).await?;
+        let routes = Arc::new(ArcSwap::from_pointee(router));
 
         let mut bound = Vec::new();
         let mut socket_files = Vec::new();
-        for listen in &self.listen {
+        for listen in server.listen() {
             let (listener, name, port, shown) = if let Some(path) = listen.strip_prefix("unix:") {
-                let listener = bind_unix(Path::new(path), self.socket_mode)
+                let listener = bind_unix(Path::new(path), server.socket_mode)
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 socket_files.push(PathBuf::from(path));
                 // No host or port: the port is the one an http URL implies.
@@ -258,7 +182,7 @@ impl ServeCommand {
                     format!("unix:{path}"),
                 )
             } else {
-                let listener = bind(listen)
+                let listener = bind(&listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 let local: SocketAddr = listener.local_addr()?;
@@ -266,61 +190,47 @@ impl ServeCommand {
                 let name = host.trim_matches(['[', ']']).to_owned();
                 (Listener::Tcp(listener), name, local.port(), format!("http://{local}/"))
             };
-            bound.push((listener, self.server_name.clone().unwrap_or(name), port, shown));
-        }
-        for (app, prefix) in &apps {
-            let config = app.config();
-            log::server(format!(
-                "app {} at {}: {:?} isolation, {} instances, {} MiB memory, {:?} CPU per request",
-                app.name(),
-                if prefix.is_empty() { "/" } else { prefix },
-                config.isolation,
-                config.max_instances,
-                config.max_memory >> 20,
-                config.cpu_timeout,
-            ));
-        }
-        let mut listeners = Vec::new();
-        let mut serving = Vec::new();
-        for (listener, server_name, server_port, shown) in bound {
-            let mounts = apps
-                .iter()
-                .map(|(app, prefix)| Mount {
-                    app: app.clone(),
-                    info: ServerInfo {
-                        server_name: server_name.clone(),
-                        server_port,
-                        script_name: prefix.clone(),
-                        run_once: app.config().isolation == Isolation::Request,
-                    },
-                })
-                .collect();
-            let router = Router::new(mounts).map_err(anyhow::Error::msg)?;
-            listeners.push(Listening { listener, router });
-            serving.push(shown);
+            let info = ServerInfo {
+                server_name: server.server_name.clone().unwrap_or(name),
+                server_port: port,
+            };
+            bound.push((Listening { listener, info }, shown));
         }
         let mut statics = Vec::new();
-        for (prefix, dir) in &self.statics {
+        for (prefix, dir) in &server.statics {
             statics.push(StaticMount::new(prefix.clone(), dir).map_err(anyhow::Error::msg)?);
         }
         // Longest prefix first, so the most specific mount answers.
         statics.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
-        let server = Server {
+        let http = Server {
+            routes: routes.clone(),
             statics,
-            limits: Limits {
-                max_body_size: self.max_body_size,
-                header_timeout: self.header_timeout,
-                io_timeout: self.io_timeout,
-                shutdown_grace: self.shutdown_grace,
-                max_connections: self.max_connections as usize,
-            },
-            access_log: !self.no_access_log,
+            limits: server.limits(),
+            access_log: !server.no_access_log,
         };
+        let (listeners, serving): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
         // Scripts and tests parse these exact lines for the real port.
         for shown in serving {
             log::line(format!("Serving HTTP on {shown}"));
         }
-        let result = server.run(listeners, shutdown_signal()).await;
+        let reloads = tokio::spawn(async move {
+            let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                log::server("SIGHUP received: reloading apps");
+                match self.plan() {
+                    Ok(plan) => {
+                        if let Some(router) = deployment.reload(plan.tenants).await {
+                            routes.store(Arc::new(router));
+                        }
+                    }
+                    Err(e) => log::server(format!("reload refused, nothing changed: {e}")),
+                }
+            }
+        });
+        let result = http.run(listeners, shutdown_signal()).await;
+        reloads.abort();
         for path in socket_files {
             let _ = std::fs::remove_file(path);
         }

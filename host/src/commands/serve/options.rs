@@ -1,0 +1,468 @@
+//! Per-app options, defined once. The `serve` flags (`--isolation request`), an app
+//! argument's `,key=value` list (`shop.wasm,isolation=request`) and a config file's
+//! app table (`isolation = "request"`) all parse into [`AppOptions`], so adding an
+//! option is one field here. Layers are stacked with [`AppOptions::over`] and the
+//! result becomes the runtime's [`AppConfig`] in [`AppOptions::to_config`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser};
+use serde::{Deserialize, Deserializer};
+
+use wsgi_wasm::http::Limits;
+use wsgi_wasm::http::static_files;
+use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant};
+use wsgi_wasm::runtime::{AppConfig, Grants, Isolation};
+use wsgi_wasm::units::{parse_duration, parse_size};
+
+/// Requests that may wait for a free instance; one second of a busy app's requests
+/// at a thousand a second, beyond which waiting is worse than a quick 503.
+pub const DEFAULT_QUEUE: usize = 1024;
+/// Python apps need 50-100 MiB; this leaves room for a large request or cache.
+pub const DEFAULT_MAX_MEMORY: u64 = 256 << 20;
+/// Long enough for any page a person waits for, short enough that a runaway loop
+/// frees its instance within a minute.
+pub const DEFAULT_CPU_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounds what a slow leak in a pooled app can accumulate, while costing one
+/// instantiation (~1 ms) per ten thousand requests.
+pub const DEFAULT_MAX_REQUESTS: u64 = 10_000;
+/// An idle instance holds its linear memory (tens of MiB for Python). A new one
+/// costs about a millisecond of CPU, so after a minute without requests giving the
+/// memory back is worth more than keeping it warm: with many tenants only the busy
+/// ones hold memory.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one app may use and how it is run. Every field is optional so that layers
+/// (built-in defaults < config file top level < command line < the app's own
+/// options) can be stacked; grants add up across layers instead of replacing.
+#[derive(Args, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AppOptions {
+    /// `pooled`: warm instances reused across requests (module globals persist);
+    /// `request`: a fresh instance for every request (nothing persists)
+    /// [default: pooled].
+    #[arg(long, value_enum)]
+    pub isolation: Option<Isolation>,
+
+    /// Instances serving requests at once [default: 2 per CPU core].
+    #[arg(long)]
+    pub instances: Option<usize>,
+
+    /// Requests that may wait for a free instance; beyond this they get 503
+    /// [default: 1024].
+    #[arg(long)]
+    pub queue: Option<usize>,
+
+    /// Memory one instance may use (Python apps need 50-100 MiB) [default: 256MiB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size")]
+    pub max_memory: Option<u64>,
+
+    /// CPU time one request may use before it is stopped with 500 [default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub cpu_timeout: Option<Duration>,
+
+    /// In pooled mode, replace an instance after this many requests (bounds leaks)
+    /// [default: 10000].
+    #[arg(long)]
+    pub max_requests: Option<u64>,
+
+    /// Instances unused this long are dropped and their memory returned; the next
+    /// request creates one (about a millisecond) [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub idle_timeout: Option<Duration>,
+
+    /// An environment variable the app sees (os.environ), as KEY=VALUE; repeatable.
+    /// Apps see no other variables of the host. In a config file: a table,
+    /// `env = { KEY = "value" }`.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = grants::parse_env)]
+    #[serde(default, deserialize_with = "env_table")]
+    pub env: Vec<(String, String)>,
+
+    /// A host directory the app may use, as HOST[:GUEST][:ro|rw] (default GUEST =
+    /// HOST, read-only); repeatable. Apps see no other part of the host's filesystem
+    /// and can write only under directories granted `rw`. In a config file: `dirs`,
+    /// a list, relative paths from the file's directory.
+    #[arg(long = "dir", value_name = "HOST[:GUEST][:ro|rw]", value_parser = grants::parse_dir)]
+    #[serde(default, rename = "dirs", alias = "dir", deserialize_with = "parsed_list")]
+    pub dirs: Vec<DirGrant>,
+
+    /// A TCP destination the app may connect to, as HOST:PORT (an IP address, or a
+    /// name resolved once at start); repeatable. Apps may open no other connection,
+    /// look up no other name, and never listen or use UDP.
+    #[arg(long = "allow-connect", value_name = "HOST:PORT", value_parser = grants::parse_connect)]
+    #[serde(default, deserialize_with = "parsed_list")]
+    pub allow_connect: Vec<ConnectGrant>,
+}
+
+impl AppOptions {
+    /// `self` with `more` stacked on top: `more`'s values win, grants add up.
+    pub fn over(&self, more: &AppOptions) -> AppOptions {
+        AppOptions {
+            isolation: more.isolation.or(self.isolation),
+            instances: more.instances.or(self.instances),
+            queue: more.queue.or(self.queue),
+            max_memory: more.max_memory.or(self.max_memory),
+            cpu_timeout: more.cpu_timeout.or(self.cpu_timeout),
+            max_requests: more.max_requests.or(self.max_requests),
+            idle_timeout: more.idle_timeout.or(self.idle_timeout),
+            env: [&self.env[..], &more.env].concat(),
+            dirs: [&self.dirs[..], &more.dirs].concat(),
+            allow_connect: [&self.allow_connect[..], &more.allow_connect].concat(),
+        }
+    }
+
+    /// The runtime's form, with the built-in defaults for what no layer set.
+    pub fn to_config(&self) -> Result<AppConfig, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let max_memory = self.max_memory.unwrap_or(DEFAULT_MAX_MEMORY);
+        Ok(AppConfig {
+            isolation: self.isolation.unwrap_or(Isolation::Pooled),
+            max_memory: usize::try_from(max_memory).map_err(|_| format!("max-memory {max_memory} is too large"))?,
+            max_instances: self.instances.unwrap_or(2 * cores).max(1),
+            max_queue: self.queue.unwrap_or(DEFAULT_QUEUE),
+            cpu_timeout: self.cpu_timeout.unwrap_or(DEFAULT_CPU_TIMEOUT),
+            max_requests_per_instance: self.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS).max(1),
+            idle_timeout: self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            grants: Grants {
+                env: self.env.clone(),
+                dirs: self.dirs.clone(),
+                connect: self.allow_connect.clone(),
+            },
+        })
+    }
+
+    /// The keys an app argument's `,key=value` list may use: the flags' names.
+    pub fn keys() -> Vec<String> {
+        KeyValueArgs::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect()
+    }
+
+    /// Parses `key=value` pairs with the flags' own parsers, so each value means
+    /// exactly what the flag of the same name means.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<AppOptions, String> {
+        let keys = AppOptions::keys();
+        let mut argv = vec!["app".to_owned()];
+        for (key, value) in pairs {
+            if !keys.contains(key) {
+                return Err(format!("unknown option {key:?} (keys: {})", keys.join(", ")));
+            }
+            argv.push(format!("--{key}={value}"));
+        }
+        KeyValueArgs::try_parse_from(argv)
+            .map(|parsed| parsed.options)
+            .map_err(|e| clap_message(&e))
+    }
+}
+
+/// Listen here when no `--listen` (or `listen` key) is given: loopback only, so a
+/// server started to try something is not reachable from the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// As wsgiref and gunicorn: a body larger than any form upload a small app expects
+/// but small enough that a client cannot make a request cost gigabytes.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 100 << 20;
+/// Time a client has to send a request head: slowloris clients cannot pin
+/// connections, and slow mobile links still get through.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait on a client's body data or acceptance of response data.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Below the 30 s an orchestrator gives (Kubernetes' default grace period), so
+/// requests in flight finish before the process is killed.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// gunicorn's default worker_connections. It stays under the usual open-file limit
+/// of 1024 (`ulimit -n`) with room for the server's own files, and an idle
+/// connection costs one descriptor and a few KiB, so the limit bounds both. Raise
+/// it together with `ulimit -n` for many long-lived clients.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+
+/// Options of the server as a whole (not of one app): flags, or top-level keys of a
+/// config file with the same names. The command line wins over the file.
+#[derive(Args, Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerOptions {
+    /// Where to listen: HOST:PORT (port 0 picks a free port, printed at startup) or
+    /// unix:PATH for a Unix socket; repeatable to listen on several at once
+    /// [default: 127.0.0.1:8000].
+    #[arg(long, short = 'l', value_name = "HOST:PORT|unix:PATH")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub listen: Vec<String>,
+
+    /// Permissions of --listen unix:PATH sockets, in octal (660: owner and group may
+    /// connect) [default: what the process umask gives].
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    #[serde(default, deserialize_with = "octal")]
+    pub socket_mode: Option<u32>,
+
+    /// SERVER_NAME for the apps [default: the host part of the --listen address
+    /// the request came on; "localhost" on a Unix socket].
+    #[arg(long)]
+    pub server_name: Option<String>,
+
+    /// Largest request body accepted (413 above it) [default: 100MiB].
+    #[arg(long, value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size")]
+    pub max_body_size: Option<u64>,
+
+    /// Time a client has to send a request head, and idle time allowed between
+    /// keep-alive requests [default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub header_timeout: Option<Duration>,
+
+    /// Longest wait for request body data or for the client to accept response data
+    /// [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub io_timeout: Option<Duration>,
+
+    /// Time in-flight requests get to finish after SIGTERM or SIGINT [default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub shutdown_grace: Option<Duration>,
+
+    /// Open client connections at most; beyond it new connections wait in the
+    /// kernel's listen backlog until one closes [default: 1000].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// Instances alive at once over all apps (each holds a slot of preallocated
+    /// address space); when they are all taken, the least recently used idle
+    /// instance of any app is dropped to make room [default: the sum of the apps'
+    /// instances, plus one each, at start; at least 64 so tenants added by a reload
+    /// have room].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub total_instances: Option<u32>,
+
+    /// Files the host serves itself, without entering a sandbox, as PREFIX=DIR
+    /// (e.g. /static=./static); repeatable. GET and HEAD, with Content-Type, ETag,
+    /// Last-Modified, 304, Range and precompressed .gz/.br siblings; nothing
+    /// outside DIR (symlinks pointing out are refused).
+    #[arg(long = "static", value_name = "PREFIX=DIR", value_parser = static_files::parse_mount)]
+    #[serde(default, rename = "static", deserialize_with = "static_mounts")]
+    pub statics: Vec<(String, PathBuf)>,
+
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/wsgi-wasm or ~/.cache/wsgi-wasm].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start instead of caching it.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_cache: bool,
+
+    /// Do not log a line per request.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_access_log: bool,
+}
+
+/// A list the command line gives replaces the file's.
+fn pick<T: Clone>(file: &[T], command_line: &[T]) -> Vec<T> {
+    if command_line.is_empty() { file } else { command_line }.to_vec()
+}
+
+impl ServerOptions {
+    /// `self` (a config file's) with `more` (the command line's) on top.
+    pub fn over(&self, more: &ServerOptions) -> ServerOptions {
+        ServerOptions {
+            listen: pick(&self.listen, &more.listen),
+            socket_mode: more.socket_mode.or(self.socket_mode),
+            server_name: more.server_name.clone().or_else(|| self.server_name.clone()),
+            max_body_size: more.max_body_size.or(self.max_body_size),
+            header_timeout: more.header_timeout.or(self.header_timeout),
+            io_timeout: more.io_timeout.or(self.io_timeout),
+            shutdown_grace: more.shutdown_grace.or(self.shutdown_grace),
+            max_connections: more.max_connections.or(self.max_connections),
+            total_instances: more.total_instances.or(self.total_instances),
+            statics: pick(&self.statics, &more.statics),
+            cache_dir: more.cache_dir.clone().or_else(|| self.cache_dir.clone()),
+            no_cache: self.no_cache || more.no_cache,
+            no_access_log: self.no_access_log || more.no_access_log,
+        }
+    }
+
+    pub fn listen(&self) -> Vec<String> {
+        if self.listen.is_empty() {
+            vec![DEFAULT_LISTEN.to_owned()]
+        } else {
+            self.listen.clone()
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_size: self.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE),
+            header_timeout: self.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            io_timeout: self.io_timeout.unwrap_or(DEFAULT_IO_TIMEOUT),
+            shutdown_grace: self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) as usize,
+        }
+    }
+}
+
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} should be octal permissions such as 660")),
+    }
+}
+
+/// `"660"` (octal, as on the command line).
+fn octal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    parse_mode(&String::deserialize(d)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `listen = "127.0.0.1:8000"` or a list of them.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+/// `static = { "/static" = "./static" }`.
+fn static_mounts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, PathBuf)>, D::Error> {
+    BTreeMap::<String, String>::deserialize(d)?
+        .into_iter()
+        .map(|(prefix, dir)| static_files::parse_mount(&format!("{prefix}={dir}")).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// The `,key=value` list as an argument list for the flags' parser.
+#[derive(Parser)]
+#[command(no_binary_name = false, disable_help_flag = true, disable_version_flag = true)]
+struct KeyValueArgs {
+    #[command(flatten)]
+    options: AppOptions,
+}
+
+/// clap's first line without its "error: " prefix or usage block.
+fn clap_message(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+}
+
+/// A size as a string ("128MiB") or a number of bytes.
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(Some(n)),
+        Size::Text(text) => parse_size(&text).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `env = { KEY = "value" }`, each checked as the flag checks `KEY=VALUE`.
+fn env_table<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    let table = BTreeMap::<String, String>::deserialize(d)?;
+    table
+        .into_iter()
+        .map(|(key, value)| grants::parse_env(&format!("{key}={value}")).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// A list of grant strings, each parsed as the flag of the same name parses it.
+fn parsed_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| text.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_use_the_flags_parsers() {
+        let options = AppOptions::from_pairs(&[
+            ("isolation".into(), "request".into()),
+            ("max-memory".into(), "64MiB".into()),
+            ("env".into(), "MODE=a=b".into()),
+            ("allow-connect".into(), "127.0.0.1:5432".into()),
+        ])
+        .unwrap();
+        assert_eq!(options.isolation, Some(Isolation::Request));
+        assert_eq!(options.max_memory, Some(64 << 20));
+        assert_eq!(options.env, [("MODE".to_owned(), "a=b".to_owned())]);
+        assert_eq!(options.allow_connect[0].port, 5432);
+        let err = AppOptions::from_pairs(&[("colour".into(), "blue".into())]).unwrap_err();
+        assert!(
+            err.contains("unknown option \"colour\"") && err.contains("max-memory"),
+            "{err}"
+        );
+        let err = AppOptions::from_pairs(&[("allow-connect".into(), "127.0.0.1:99999".into())]).unwrap_err();
+        assert!(err.contains("1-65535"), "{err}");
+        let err = AppOptions::from_pairs(&[("max-memory".into(), "lots".into())]).unwrap_err();
+        assert!(err.contains("lots") && err.contains("--max-memory"), "{err}");
+    }
+
+    #[test]
+    fn layers_override_values_and_add_grants() {
+        let global = AppOptions {
+            isolation: Some(Isolation::Request),
+            instances: Some(3),
+            env: vec![("GLOBAL".into(), "1".into())],
+            ..Default::default()
+        };
+        let app = AppOptions {
+            instances: Some(5),
+            env: vec![("MODE".into(), "x".into())],
+            ..Default::default()
+        };
+        let config = global.over(&app).to_config().unwrap();
+        assert_eq!(config.isolation, Isolation::Request);
+        assert_eq!(config.max_instances, 5);
+        assert_eq!(config.grants.env.len(), 2);
+        assert_eq!(config.max_queue, DEFAULT_QUEUE);
+        assert_eq!(config.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn a_config_table_parses_into_the_same_struct() {
+        let options: AppOptions = toml::from_str(
+            r#"
+            isolation = "request"
+            max-memory = "128MiB"
+            cpu-timeout = "2s"
+            env = { STRIPE_KEY = "sk_test" }
+            allow-connect = ["127.0.0.1:5432"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(options.isolation, Some(Isolation::Request));
+        assert_eq!(options.max_memory, Some(128 << 20));
+        assert_eq!(options.cpu_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(options.env, [("STRIPE_KEY".to_owned(), "sk_test".to_owned())]);
+        let err = toml::from_str::<AppOptions>("colour = 1").unwrap_err().to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+}
