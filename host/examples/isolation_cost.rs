@@ -9,11 +9,11 @@
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use wsgi_wasm::environ;
-use wsgi_wasm::http::exchange::{Exchange, Outcome};
-use wsgi_wasm::http::request_body::RequestBody;
 use wsgi_wasm::runtime::engine::EngineSettings;
 use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime};
+use wsgi_wasm::wsgi::environ;
+use wsgi_wasm::wsgi::exchange::{Exchange, Outcome};
+use wsgi_wasm::wsgi::request_body::RequestBody;
 
 async fn run(app: &std::sync::Arc<App>, n: usize, path: &str) -> Duration {
     let started = Instant::now();

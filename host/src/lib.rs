@@ -2,9 +2,8 @@
 //! sandboxes. The binary's commands live in `commands/`; this library holds the
 //! parts they share so the runtime and end-to-end tests can use them too.
 
-pub mod environ;
 pub mod http;
 pub mod log;
-pub mod response;
 pub mod runtime;
 pub mod units;
+pub mod wsgi;

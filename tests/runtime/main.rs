@@ -7,9 +7,9 @@ mod support;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use wsgi_wasm::http::exchange::{Exchange, Outcome};
-use wsgi_wasm::http::request_body::RequestBody;
 use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime, engine};
+use wsgi_wasm::wsgi::exchange::{Exchange, Outcome};
+use wsgi_wasm::wsgi::request_body::RequestBody;
 
 fn runtime() -> Runtime {
     Runtime::new(
@@ -41,7 +41,7 @@ fn environ(method: &str, path: &str, query: &str) -> Vec<(String, String)> {
     } else {
         format!("{path}?{query}")
     };
-    wsgi_wasm::environ::synthetic(method, &target)
+    wsgi_wasm::wsgi::environ::synthetic(method, &target)
 }
 
 async fn call(app: &std::sync::Arc<App>, env: Vec<(String, String)>, body: &[u8]) -> (u16, Vec<u8>, Outcome) {

@@ -2,40 +2,25 @@
 //! as a clear error at the line that made it. The host checks all of this again:
 //! it never trusts a guest.
 
-/// Hop-by-hop headers belong to one connection, which the server owns (PEP 3333;
-/// the same list as wsgiref's `is_hop_by_hop`).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-];
+use wsgi_wasm_rules::{StatusProblem, is_field_char, is_header_name, is_hop_by_hop, split_status};
 
 /// `"200 OK"`: three digits, a space, a reason phrase in latin-1 without controls.
 pub(crate) fn status(status: &str) -> Result<(), String> {
-    let bytes = status.as_bytes();
-    let well_formed = bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ';
-    if !well_formed {
-        return Err(format!(
+    match split_status(status) {
+        Ok((_, reason)) => field(reason, "reason phrase"),
+        Err(StatusProblem::Format) => Err(format!(
             "status must be three digits, a space and a reason phrase (like \"200 OK\"), not {status:?}"
-        ));
-    }
-    if bytes[0] < b'2' {
+        )),
         // 1xx are interim responses the server handles itself; 0xx do not exist.
-        return Err(format!("status {status:?} is not a final response status (200 and up)"));
+        Err(StatusProblem::NotFinal) => Err(format!("status {status:?} is not a final response status (200 and up)")),
     }
-    field(&status[4..], "reason phrase")
 }
 
 pub(crate) fn header(name: &str, value: &str) -> Result<(), String> {
-    if name.is_empty() || !name.bytes().all(is_token_char) {
+    if !is_header_name(name) {
         return Err(format!("header name {name:?} is not a valid HTTP token"));
     }
-    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+    if is_hop_by_hop(name) {
         return Err(format!(
             "hop-by-hop header {name:?} is not allowed: the server manages the connection"
         ));
@@ -45,21 +30,12 @@ pub(crate) fn header(name: &str, value: &str) -> Result<(), String> {
 
 /// Native string rules: every char latin-1, no control characters but tab.
 fn field(value: &str, what: &str) -> Result<(), String> {
-    let bad = value.chars().find(|&c| {
-        let n = u32::from(c);
-        n > 0xff || (n < 0x20 && c != '\t') || n == 0x7f
-    });
-    match bad {
+    match value.chars().find(|&c| !is_field_char(c)) {
         Some(c) => Err(format!(
             "{what} {value:?} contains {c:?}: only latin-1 characters without controls (no CR/LF) are allowed"
         )),
         None => Ok(()),
     }
-}
-
-/// RFC 9110 `tchar`.
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -90,5 +66,8 @@ mod tests {
         assert!(header("X", "\u{100}").is_err());
         assert!(header("Connection", "close").is_err());
         assert!(header("transfer-encoding", "chunked").is_err());
+        // The lists of host and SDK had drifted apart; now both refuse these.
+        assert!(header("Trailer", "x").is_err());
+        assert!(header("Proxy-Connection", "keep-alive").is_err());
     }
 }

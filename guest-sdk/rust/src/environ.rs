@@ -26,7 +26,7 @@ pub struct Environ {
 
 /// Separates keys and values in the environ the host passes to `call` (see
 /// wsgi.wit): U+0100, which no native (latin-1) string contains.
-pub const PACK_SEPARATOR: char = '\u{100}';
+pub use wsgi_wasm_rules::PACK_SEPARATOR;
 
 /// The host's packed environ (`key SEP value SEP ...`) as pairs.
 pub fn unpack(packed: &str) -> Vec<(String, String)> {

@@ -1,10 +1,8 @@
-//! The HTTP/1.1 front end: accept loop, per-connection limits, the request ->
-//! guest-call bridge, the access log and graceful shutdown.
+//! The HTTP front end: accept loop, per-connection limits, routing by host and
+//! path, static files, the access log and graceful shutdown. It speaks to apps only
+//! through the WSGI protocol layer (`crate::wsgi`), never to the runtime directly.
 
-pub mod body;
-pub mod exchange;
 pub mod host;
-pub mod request_body;
 pub mod router;
 mod service;
 pub mod static_files;

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::environ::{MountPoint, latin1, percent_decode};
-use crate::runtime::App;
+use crate::wsgi::Application;
+use crate::wsgi::environ::{MountPoint, is_under};
 
 /// The hosts an app answers for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,7 +69,7 @@ impl std::fmt::Display for HostPattern {
 
 /// One app at one place: what `route` returns.
 pub struct Mount {
-    pub app: Arc<App>,
+    pub app: Arc<dyn Application>,
     pub point: MountPoint,
 }
 
@@ -125,24 +125,13 @@ impl Router {
     }
 
     /// The app for a request: `host` as `http::host::request_host` gives it (no
-    /// port, lower-case; None for an HTTP/1.0 request without one), the path as
-    /// sent (percent-encoded). Prefixes match whole segments of the decoded path:
+    /// port, lower-case; None for an HTTP/1.0 request without one), `path` as
+    /// `wsgi::environ::request_path` decodes it. Prefixes match whole segments:
     /// "/shop" serves "/shop" and "/shop/cart", never "/shopping".
-    pub fn route(&self, host: Option<&str>, raw_path: &str) -> Option<&Mount> {
-        let group = self.host_group(host.unwrap_or_default());
-        if let [only] = group
-            && only.point.script_name.is_empty()
-        {
-            return Some(only);
-        }
-        let path = latin1(percent_decode(raw_path.as_bytes()));
-        group.iter().find(|m| {
-            let prefix = m.point.script_name.as_str();
-            prefix.is_empty()
-                || path
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Mount> {
+        self.host_group(host.unwrap_or_default())
+            .iter()
+            .find(|m| is_under(path, &m.point.script_name))
     }
 
     fn host_group(&self, host: &str) -> &[Mount] {

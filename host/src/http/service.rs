@@ -14,15 +14,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use super::body::ResponseBody;
-use super::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
 use super::host;
-use super::request_body::RequestBody;
 use super::router::Router;
 use super::static_files::StaticMount;
-use crate::environ::{self, RequestHead, ServerInfo};
 use crate::log;
-use crate::runtime::Finished;
+use crate::wsgi::Finished;
+use crate::wsgi::body::ResponseBody;
+use crate::wsgi::environ::{self, RequestHead, ServerInfo};
+use crate::wsgi::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
+use crate::wsgi::request_body::RequestBody;
 use arc_swap::ArcSwap;
 
 /// Limits on what clients may send and how long they may take. Each has a CLI
@@ -271,8 +271,9 @@ impl Shared {
             }
             return response;
         }
+        let path = environ::request_path(&parts.uri);
         let router = server.routes.load_full();
-        let Some(mount) = router.route(host.as_deref(), parts.uri.path()) else {
+        let Some(mount) = router.route(host.as_deref(), &path) else {
             let message = "No application is mounted at this host and path.";
             return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started);
         };
@@ -284,6 +285,7 @@ impl Shared {
         let head = RequestHead {
             method: &parts.method,
             uri: &parts.uri,
+            path: &path,
             version: parts.version,
             headers: &parts.headers,
         };
@@ -296,8 +298,8 @@ impl Shared {
             let Finished {
                 exchange,
                 outcome,
-                slot,
-            } = app.call(environ, exchange).await;
+                held,
+            } = app.clone().handle(environ, exchange).await;
             match &outcome {
                 Outcome::AppError(message) => log::app(app.name(), "error", message),
                 Outcome::Trap(message) => log::app(app.name(), "trap", message),
@@ -308,7 +310,7 @@ impl Shared {
             if let Some(line) = &line {
                 this.log_access(remote, line, summary, started);
             }
-            drop(slot);
+            drop(held);
         });
         reply.await.unwrap_or_else(|_| {
             error_response(

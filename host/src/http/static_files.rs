@@ -21,8 +21,8 @@ use percent_encoding::percent_decode_str;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use super::body::{BodyAborted, ResponseBody};
-use super::exchange::error_response;
+use crate::wsgi::body::{BodyAborted, ResponseBody};
+use crate::wsgi::exchange::error_response;
 
 pub struct StaticMount {
     /// Path prefix without a trailing slash ("" would be the whole site).

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hyper::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -19,9 +18,10 @@ use super::components::Linked;
 use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
 use super::state::GuestState;
-use crate::environ::Environ;
-use crate::http::exchange::{Exchange, Outcome};
 use crate::log;
+use crate::wsgi::environ::Environ;
+use crate::wsgi::exchange::{Exchange, Outcome};
+use crate::wsgi::{Application, Finished};
 
 /// How long a guest may keep instances between requests, per app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -83,14 +83,6 @@ pub struct App {
 /// from a request's latency whenever the server is not saturated; more would
 /// only hold memory, since each still costs the same CPU to create.
 pub const SPARE_INSTANCES: usize = 1;
-
-/// A call that has returned. Finish the response with `exchange` first, then
-/// drop this: the instance slot (and a retired instance) is released on drop.
-pub struct Finished {
-    pub exchange: Exchange,
-    pub outcome: Outcome,
-    pub slot: Slot,
-}
 
 /// An instance slot held past the call: dropping it tears down the retired
 /// instance (resetting its memory takes a while), then frees the slot.
@@ -188,18 +180,10 @@ impl App {
         // A bounded queue: past it, answering 503 at once beats making clients wait.
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue + self.config.max_instances {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            let outcome = Outcome::Refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The server is overloaded; try again later.",
-            );
             return Finished {
                 exchange,
-                outcome,
-                slot: Slot {
-                    app: None,
-                    _permit: None,
-                    retired: None,
-                },
+                outcome: Outcome::QueueFull,
+                held: Box::new(()),
             };
         }
         let permit = self
@@ -217,7 +201,7 @@ impl App {
         Finished {
             exchange,
             outcome,
-            slot,
+            held: Box::new(slot),
         }
     }
 
@@ -245,7 +229,7 @@ impl App {
         store.set_epoch_deadline(1);
         let result = instance
             .bindings
-            .call_call(&mut *store, &crate::environ::pack(&environ))
+            .call_call(&mut *store, &crate::wsgi::environ::pack(&environ))
             .await;
         let exchange = store
             .data_mut()
@@ -376,6 +360,20 @@ impl App {
     /// Instances alive now (idle ones), for the startup log and tests.
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().unwrap().len()
+    }
+}
+
+impl Application for App {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        environ: Environ,
+        exchange: Exchange,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Finished> + Send>> {
+        Box::pin(async move { self.call(environ, exchange).await })
     }
 }
 

@@ -16,9 +16,9 @@ use wasmtime::{StoreContextMut, Trap};
 
 use super::crypto;
 use super::state::GuestState;
-use crate::http::exchange::Exchange;
 use crate::log;
-use crate::response::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS};
+use crate::wsgi::exchange::Exchange;
+use crate::wsgi::response::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS};
 
 /// The interface's name as the component imports it.
 pub const SERVER_INTERFACE: &str = "wsgi-wasm:wsgi/server@0.1.0";

@@ -16,7 +16,7 @@ pub mod state;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use app::{App, AppConfig, Finished, Isolation};
+pub use app::{App, AppConfig, Isolation};
 pub use grants::Grants;
 
 use capacity::Capacity;

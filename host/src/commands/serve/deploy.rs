@@ -10,11 +10,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::options::AppOptions;
-use wsgi_wasm::environ::MountPoint;
 use wsgi_wasm::http::router::{HostPattern, Mount, Route, Router};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::Source;
 use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime};
+use wsgi_wasm::wsgi::environ::MountPoint;
 
 /// One app as a plan asks for it.
 #[derive(Debug, Clone, PartialEq)]

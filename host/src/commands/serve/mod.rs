@@ -7,13 +7,13 @@ use arc_swap::ArcSwap;
 use clap::Parser;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
-use wsgi_wasm::environ::ServerInfo;
 use wsgi_wasm::http::static_files::StaticMount;
 use wsgi_wasm::http::{Listener, Listening, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::Runtime;
 use wsgi_wasm::runtime::cache;
 use wsgi_wasm::runtime::engine::EngineSettings;
+use wsgi_wasm::wsgi::environ::ServerInfo;
 
 mod config;
 mod deploy;
@@ -69,6 +69,12 @@ pub struct ServeCommand {
 /// or a burst on one tenant, find room. A slot costs address space, not memory,
 /// until an instance uses it.
 const MIN_TOTAL_INSTANCES: u32 = 64;
+/// And at most, unless --total-instances asks for more: each slot reserves about
+/// 4 GiB of address space per linear memory (eight per component), so 256 slots
+/// take ~9 TiB of the 128 TiB a Linux process has, and 256 live Python instances
+/// are ~8 GiB of memory. A thousand idle tenants need no slot each: the least
+/// recently used idle instance gives its slot up.
+const MAX_DEFAULT_TOTAL_INSTANCES: u32 = 256;
 
 pub(crate) fn parse_script_name(text: &str) -> Result<String, String> {
     let trimmed = text.trim_end_matches('/');
@@ -145,7 +151,9 @@ impl ServeCommand {
             .map(|t| t.config.max_instances as u32 + 1)
             .fold(0, u32::saturating_add);
         let settings = EngineSettings {
-            max_instances: server.total_instances.unwrap_or(wanted.max(MIN_TOTAL_INSTANCES)),
+            max_instances: server
+                .total_instances
+                .unwrap_or(wanted.clamp(MIN_TOTAL_INSTANCES, MAX_DEFAULT_TOTAL_INSTANCES)),
             // A reload may bring an app with a higher limit than today's apps; the
             // default is the most any app gets without asking.
             max_memory: tenants

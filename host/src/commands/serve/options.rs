@@ -235,7 +235,7 @@ pub struct ServerOptions {
     /// address space); when they are all taken, the least recently used idle
     /// instance of any app is dropped to make room [default: the sum of the apps'
     /// instances, plus one each, at start; at least 64 so tenants added by a reload
-    /// have room].
+    /// have room, at most 256].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub total_instances: Option<u32>,
 

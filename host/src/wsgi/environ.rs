@@ -31,6 +31,9 @@ pub struct MountPoint {
 pub struct RequestHead<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
+    /// The target's path as [`request_path`] decodes it: the router matches
+    /// prefixes on it and PATH_INFO is cut from it, so both see the same path.
+    pub path: &'a str,
     pub version: Version,
     pub headers: &'a HeaderMap,
 }
@@ -48,7 +51,7 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, re
     let mut put = |k: &str, v: String| env.push((k.to_owned(), v));
 
     put("REQUEST_METHOD", head.method.as_str().to_owned());
-    let (script_name, path_info) = split_path(head.uri, &mount.script_name);
+    let (script_name, path_info) = split_path(head.path, &mount.script_name);
     put("SCRIPT_NAME", script_name);
     put("PATH_INFO", path_info);
     put("QUERY_STRING", head.uri.query().map(latin1).unwrap_or_default());
@@ -134,29 +137,38 @@ fn cgi_header_key(name: &str) -> String {
     key
 }
 
-/// SCRIPT_NAME and PATH_INFO from the request target. PATH_INFO is the
-/// percent-decoded path read as latin-1, so "%C3%A5" arrives as "Ã¥" and the app
-/// may re-encode it to bytes and decode as UTF-8, as PEP 3333 intends.
-fn split_path(uri: &Uri, mount: &str) -> (String, String) {
-    let raw = uri.path();
-    if raw == "*" {
+/// The request target's path, percent-decoded and read as latin-1, so "%C3%A5"
+/// arrives as "Ã¥" and the app may re-encode it to bytes and decode as UTF-8, as
+/// PEP 3333 intends. The one place a path is decoded: the router and the environ
+/// both use what this returns.
+pub fn request_path(uri: &Uri) -> String {
+    latin1(percent_decode(uri.path().as_bytes()))
+}
+
+/// Whether `path` (decoded) lies under the mount prefix `mount`, on whole
+/// segments: "/shop" holds "/shop" and "/shop/cart", never "/shopping".
+pub fn is_under(path: &str, mount: &str) -> bool {
+    mount.is_empty()
+        || path
+            .strip_prefix(mount)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// SCRIPT_NAME and PATH_INFO from the decoded path.
+fn split_path(path: &str, mount: &str) -> (String, String) {
+    if path == "*" {
         // "OPTIONS *": no resource path; PEP 3333 allows an empty PATH_INFO.
         return (mount.to_owned(), String::new());
     }
-    let decoded = latin1(percent_decode(raw.as_bytes()));
-    if mount.is_empty() {
-        return (String::new(), decoded);
-    }
-    match decoded.strip_prefix(mount) {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => (mount.to_owned(), rest.to_owned()),
+    if is_under(path, mount) {
+        (mount.to_owned(), path[mount.len()..].to_owned())
+    } else {
         // Not under the mount point: the app still sees it, with nothing stripped.
-        _ => (String::new(), decoded),
+        (String::new(), path.to_owned())
     }
 }
 
-/// Separates keys and values in the packed environ the guest receives (see
-/// `call` in wsgi.wit). Native strings are latin-1, so U+0100 never occurs in one.
-pub const PACK_SEPARATOR: char = '\u{100}';
+pub use wsgi_wasm_rules::PACK_SEPARATOR;
 
 /// `key SEP value SEP key SEP value ...`: the environ as the `call` export takes it.
 pub fn pack(env: &Environ) -> String {
@@ -180,9 +192,11 @@ pub fn synthetic(method: &str, target: &str) -> Environ {
     let method = Method::from_bytes(method.as_bytes()).expect("a valid method");
     let uri: Uri = target.parse().expect("a valid request target");
     let headers = HeaderMap::new();
+    let path = request_path(&uri);
     let head = RequestHead {
         method: &method,
         uri: &uri,
+        path: &path,
         version: Version::HTTP_11,
         headers: &headers,
     };
@@ -238,9 +252,11 @@ mod tests {
                 HeaderValue::from_bytes(v).unwrap(),
             );
         }
+        let path = request_path(&uri);
         let head = RequestHead {
             method: &Method::GET,
             uri: &uri,
+            path: &path,
             version: Version::HTTP_11,
             headers: &map,
         };
@@ -368,6 +384,13 @@ mod tests {
         let pairs: Vec<(String, String)> = parts.chunks(2).map(|kv| (kv[0].to_owned(), kv[1].to_owned())).collect();
         assert_eq!(pairs, env);
         assert_eq!(get(&env, "PATH_INFO"), Some("/a\u{0}b\u{ff}"));
+    }
+
+    #[test]
+    fn the_python_sdk_splits_on_the_same_separator() {
+        let adapter = include_str!("../../guest-sdk/python/wsgi_wasm/adapter.py");
+        let line = format!("PACK_SEPARATOR = \"\\u{:04x}\"", PACK_SEPARATOR as u32);
+        assert!(adapter.contains(&line), "adapter.py should define {line}");
     }
 
     #[test]

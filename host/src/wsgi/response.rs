@@ -45,22 +45,9 @@ pub struct ResponseHead {
     pub content_length: Option<u64>,
 }
 
-/// Hop-by-hop headers (RFC 9110 section 7.6.1 and wsgiref's list): only the server
-/// may set them. Any `Proxy-*` header is refused too.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-];
-
-pub fn is_hop_by_hop(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    HOP_BY_HOP.contains(&lower.as_str()) || lower.starts_with("proxy-")
-}
+// The rules themselves (which headers are hop-by-hop, what a status line and a
+// field look like) are shared with the Rust guest SDK.
+use wsgi_wasm_rules::{StatusProblem, is_field_char, is_hop_by_hop, split_status};
 
 impl ResponseHead {
     pub fn from_wsgi(status: &str, headers: &[(String, String)]) -> Result<Self, InvalidResponse> {
@@ -112,18 +99,12 @@ impl ResponseHead {
 }
 
 fn parse_status(status: &str) -> Result<(StatusCode, Vec<u8>), InvalidResponse> {
-    let bytes = status.as_bytes();
-    let well_formed = bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ';
-    if !well_formed {
-        return Err(InvalidResponse::StatusFormat(status.to_owned()));
-    }
-    let code: u16 = status[..3].parse().expect("three ASCII digits");
+    let (code, reason) = split_status(status).map_err(|problem| match problem {
+        StatusProblem::Format => InvalidResponse::StatusFormat(status.to_owned()),
+        StatusProblem::NotFinal => InvalidResponse::Informational(status[..3].parse().unwrap_or_default()),
+    })?;
     let status_code = StatusCode::from_u16(code).map_err(|_| InvalidResponse::StatusFormat(status.to_owned()))?;
-    if status_code.is_informational() {
-        return Err(InvalidResponse::Informational(code));
-    }
-    let reason = field_bytes(&status[4..], "reason phrase")?;
-    Ok((status_code, reason))
+    Ok((status_code, field_bytes(reason, "reason phrase")?))
 }
 
 fn parse_content_length(value: &str) -> Result<u64, InvalidResponse> {
@@ -142,15 +123,13 @@ fn field_bytes(value: &str, what: &'static str) -> Result<Vec<u8>, InvalidRespon
     value
         .chars()
         .map(|c| {
-            let n = c as u32;
-            let control = n < 0x20 && c != '\t' || n == 0x7f;
-            if n > 0xff || control {
+            if is_field_char(c) {
+                Ok(c as u8)
+            } else {
                 Err(InvalidResponse::BadChars {
                     what,
                     value: value.to_owned(),
                 })
-            } else {
-                Ok(n as u8)
             }
         })
         .collect()

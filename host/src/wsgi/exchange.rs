@@ -11,9 +11,9 @@ use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::body::{BodyAborted, Chunk, ResponseBody};
+use super::environ::SERVER_SOFTWARE;
 use super::request_body::{ReadError, RequestBody};
-use crate::environ::SERVER_SOFTWARE;
-use crate::response::ResponseHead;
+use super::response::ResponseHead;
 
 /// Body chunks queued between the guest and the socket. Small on purpose: when the
 /// client reads slowly, the guest's `write` waits instead of the host buffering.
@@ -30,8 +30,8 @@ pub enum Outcome {
     Trap(String),
     /// The guest used up its CPU time; its instance is discarded.
     CpuTimeout(String),
-    /// The host refused to run the call (e.g. overloaded).
-    Refused(StatusCode, &'static str),
+    /// The app's queue was full: the call never ran.
+    QueueFull,
 }
 
 /// What the access log needs once the exchange is over.
@@ -213,7 +213,7 @@ impl Exchange {
             }
             (State::Open { reply, .. }, outcome) => {
                 let (status, message) = match (outcome, &self.read_failure) {
-                    (Outcome::Refused(status, message), _) => (*status, *message),
+                    (Outcome::QueueFull, _) => (StatusCode::SERVICE_UNAVAILABLE, QUEUE_FULL_BODY),
                     (Outcome::CpuTimeout(_), _) => (StatusCode::GATEWAY_TIMEOUT, CPU_TIMEOUT_BODY),
                     // The app failed because the client's body did: say so.
                     (_, Some(ReadError::TimedOut(_))) => (StatusCode::REQUEST_TIMEOUT, BODY_TIMEOUT_BODY),
@@ -324,6 +324,7 @@ impl Exchange {
 const NOT_STARTED: &str = "write() called before start_response()";
 const INTERNAL_ERROR_BODY: &str = "The application failed; the server log has the details.";
 const CPU_TIMEOUT_BODY: &str = "The application ran out of CPU time for this request.";
+const QUEUE_FULL_BODY: &str = "The server is overloaded; try again later.";
 const BODY_TIMEOUT_BODY: &str = "The request body did not arrive in time.";
 const MALFORMED_BODY_BODY: &str = "The request body is not valid chunked encoding.";
 pub const BODY_TOO_LARGE_BODY: &str = "The request body is larger than this server accepts.";
