@@ -12,7 +12,7 @@ import traceback
 from componentize_py_types import Err
 from wit_world.imports import server
 
-from . import preload
+from . import preload, ssl_shim
 from .streams import ErrorStream, InputStream
 
 # Flags the host sends as "1"/"0" (WIT strings); PEP 3333 wants bools.
@@ -164,6 +164,7 @@ def _run(application, packed):
                 close()
     finally:
         errors.flush()
+        ssl_shim.end_request()
 
 
 def _report(exc):

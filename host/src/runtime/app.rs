@@ -16,6 +16,7 @@ use super::bindings::{WsgiApp, WsgiAppPre};
 use super::cache::{self, Source};
 use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
+use super::outbound::TlsPolicy;
 use super::state::GuestState;
 use crate::environ::Environ;
 use crate::http::exchange::{Exchange, Outcome};
@@ -62,6 +63,8 @@ pub struct App {
     config: AppConfig,
     /// `config.grants.connect`, resolved once at load.
     network: Arc<NetworkPolicy>,
+    /// `config.grants.http`'s https origins and the roots to verify them with.
+    tls: Arc<TlsPolicy>,
     idle: Mutex<Vec<Instance>>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -116,7 +119,12 @@ impl App {
     ) -> Result<(App, LoadReport)> {
         let started = Instant::now();
         // Before compiling: a grant that cannot work should not cost seconds to find.
-        let network = NetworkPolicy::resolve(&config.grants.connect).map_err(anyhow::Error::msg)?;
+        for origin in &config.grants.http {
+            NetworkPolicy::resolve(&[origin.destination()])
+                .map_err(|_| anyhow::anyhow!("--allow-http {origin}: the name does not resolve"))?;
+        }
+        let network = NetworkPolicy::resolve(&config.grants.tcp_destinations()).map_err(anyhow::Error::msg)?;
+        let tls = TlsPolicy::new(&config.grants.http, config.grants.ca_file.as_deref()).map_err(anyhow::Error::msg)?;
         let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         check_is_component(path, &wasm)?;
         let (component, source) = cache::load_or_compile(engine, &wasm, cache_dir)
@@ -130,6 +138,7 @@ impl App {
         let name: Arc<str> = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         let app = App {
             network,
+            tls,
             name,
             engine: engine.clone(),
             pre,
@@ -245,6 +254,7 @@ impl App {
             .exchange
             .take()
             .expect("exchange stays in the store during the call");
+        store.data_mut().tls.end_request();
         instance.served += 1;
         let outcome = match result {
             Ok(Ok(())) => Outcome::Completed,
@@ -305,6 +315,7 @@ impl App {
             self.config.max_memory,
             &self.config.grants,
             self.network.clone(),
+            self.tls.clone(),
         )?;
         let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let mut store = Store::new(&self.engine, state);
@@ -338,6 +349,7 @@ fn link(engine: &Engine, component: &Component) -> Result<WsgiAppPre<GuestState>
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     super::network::add_to_linker(&mut linker)?;
     super::imports::add_to_linker(&mut linker)?;
+    super::outbound::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(component)?;
     Ok(WsgiAppPre::new(pre)?)
 }

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod grants;
 pub mod imports;
 pub mod network;
+pub mod outbound;
 pub mod state;
 
 pub use app::{App, AppConfig, Finished, Isolation};

@@ -14,7 +14,7 @@ use wsgi_wasm::http::{Limits, Listener, Listening, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
 use wsgi_wasm::runtime::engine::{self, EngineSettings};
-use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant};
+use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant, HttpOrigin};
 use wsgi_wasm::runtime::{App, AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
@@ -30,7 +30,7 @@ pub struct ServeCommand {
     /// `/shop=shop.wasm /blog=blog.wasm,isolation=request`. Options after the file
     /// (isolation, instances, queue, max-memory, cpu-timeout, max-requests)
     /// override the command-line values for that app; grants (env, dir,
-    /// allow-connect) add to the command line's for that app only.
+    /// allow-connect, allow-http) add to the command line's for that app only.
     #[arg(required = true, value_name = "[PREFIX=]APP.wasm[,KEY=VALUE...]", value_parser = spec::parse)]
     apps: Vec<AppSpec>,
 
@@ -123,6 +123,18 @@ pub struct ServeCommand {
     #[arg(long = "allow-connect", value_name = "HOST:PORT", value_parser = grants::parse_connect)]
     allow_connect: Vec<ConnectGrant>,
 
+    // Outbound HTTP(S) for apps (issue 10).
+    /// An origin the apps may call over HTTP(S), as http://HOST[:PORT] or
+    /// https://HOST[:PORT]; repeatable. For https the host does the TLS and
+    /// verifies the server's certificate; the app may not reach any other origin.
+    #[arg(long = "allow-http", value_name = "ORIGIN", value_parser = grants::parse_http_origin)]
+    allow_http: Vec<HttpOrigin>,
+
+    /// Extra CA certificates (PEM) trusted for --allow-http https origins, besides
+    /// the system's roots: for services with a private CA.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+
     /// Files the host serves itself, without entering a sandbox, as PREFIX=DIR
     /// (e.g. /static=./static); repeatable. GET and HEAD, with Content-Type, ETag,
     /// Last-Modified, 304, Range and precompressed .gz/.br siblings; nothing
@@ -183,6 +195,8 @@ impl ServeCommand {
                 env: self.env.clone(),
                 dirs: self.dirs.clone(),
                 connect: self.allow_connect.clone(),
+                http: self.allow_http.clone(),
+                ca_file: self.ca_file.clone(),
             },
         };
         let mut planned = Vec::new();

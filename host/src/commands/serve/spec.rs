@@ -33,6 +33,7 @@ pub const KEYS: &[&str] = &[
     "env",
     "dir",
     "allow-connect",
+    "allow-http",
 ];
 
 pub fn parse(text: &str) -> Result<AppSpec, String> {
@@ -81,6 +82,7 @@ impl AppSpec {
                 "env" => config.grants.env.push(grants::parse_env(value).map_err(bad)?),
                 "dir" => config.grants.dirs.push(grants::parse_dir(value).map_err(bad)?),
                 "allow-connect" => config.grants.connect.push(grants::parse_connect(value).map_err(bad)?),
+                "allow-http" => config.grants.http.push(grants::parse_http_origin(value).map_err(bad)?),
                 _ => unreachable!("keys are checked when parsing"),
             }
         }
