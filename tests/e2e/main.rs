@@ -6,6 +6,7 @@ mod support;
 
 mod edge;
 mod environ;
+mod file_wrapper;
 mod frameworks;
 mod grants;
 mod host_services;
