@@ -266,12 +266,10 @@ class SSLSocket(_socket.socket):
         except Err as e:
             raise _tls_error(e.value) from None
 
-    def read(self, len=1024, buffer=None):
-        data = self._host_read(len)
+    def read(self, size=1024, buffer=None):
         if buffer is None:
-            return data
-        buffer[: len(data)] = data
-        return len(data)
+            return self._host_read(size)
+        return self.recv_into(buffer, size)
 
     def recv(self, buflen=1024, flags=0):
         if flags:
