@@ -41,6 +41,7 @@ fn environ_key_set_and_types_are_exactly_pep3333() {
             "SERVER_PROTOCOL",
             "SERVER_SOFTWARE",
             "wsgi.errors",
+            "wsgi.file_wrapper",
             "wsgi.input",
             "wsgi.input_terminated",
             "wsgi.multiprocess",
@@ -58,6 +59,8 @@ fn environ_key_set_and_types_are_exactly_pep3333() {
     assert_eq!(env["wsgi.version"]["type"], "tuple");
     assert_eq!(value(&env, "wsgi.version"), &serde_json::json!([1, 0]));
     assert_eq!(env["wsgi.input_terminated"]["value"], true);
+    // PEP 3333's optional platform file handling: a callable (the wrapper class).
+    assert_eq!(env["wsgi.file_wrapper"]["type"], "type");
     assert_eq!(env["wsgi.multithread"]["value"], false);
     assert_eq!(env["wsgi.multiprocess"]["value"], true);
     assert_eq!(env["wsgi.run_once"]["value"], false);

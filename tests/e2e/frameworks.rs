@@ -374,6 +374,49 @@ fn django_notes_persist_in_sqlite_across_instances_and_restarts() {
     assert_eq!(String::from_utf8_lossy(&users.stdout).trim(), "[('ops',)]");
 }
 
+/// The README's way to serve the admin's CSS: `manage.py collectstatic` natively,
+/// then the host serves STATIC_ROOT with `--static`, outside the sandbox.
+#[test]
+fn django_admin_css_is_served_by_the_host_after_collectstatic() {
+    let project = repo_root().join("apps/django");
+    let python = apps::native_venv(&project.join("requirements.txt"));
+    let statics = tempfile::tempdir().unwrap();
+    let output = Command::new(&python)
+        .args(["manage.py", "collectstatic", "--noinput"])
+        .current_dir(&project)
+        .env("DJANGO_STATIC_ROOT", statics.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "collectstatic: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let server = Server::start(
+        &apps::django(),
+        &["--static", &format!("/static={}", statics.path().display())],
+    );
+    let login = curl(&[&server.url("/admin/login/")]);
+    assert_eq!(login.status, 200, "{}", server.log());
+    assert!(
+        login.text().contains("href=\"/static/admin/css/base.css\""),
+        "{}",
+        login.text()
+    );
+    let css = curl(&[&server.url("/static/admin/css/base.css")]);
+    assert_eq!(css.status, 200);
+    assert_eq!(css.header("content-type"), Some("text/css"));
+    assert_eq!(
+        css.body,
+        std::fs::read(statics.path().join("admin/css/base.css")).unwrap()
+    );
+    // Logged like any request, by the host's static mount.
+    assert!(server.wait_for_log(
+        "\"GET /static/admin/css/base.css HTTP/1.1\" 200",
+        Duration::from_secs(5)
+    ));
+}
+
 #[test]
 fn django_admin_login_page_renders_and_logs_in() {
     let server = Server::start(&apps::django(), &["--instances", "1"]);

@@ -85,7 +85,7 @@ fn a_granted_destination_is_reachable_and_its_neighbours_are_not() {
         refused.starts_with("denied: PermissionError: [Errno ")
             && refused.ends_with(&format!(
                 "connection to {other} refused: wsgi-wasm: not granted to this app; the server must allow it \
-                 with --allow-connect {other}"
+                 with --allow-http https://{other} (or http://) for HTTP(S), or --allow-connect {other} for other TCP"
             )),
         "{report}"
     );
@@ -101,7 +101,10 @@ fn a_granted_destination_is_reachable_and_its_neighbours_are_not() {
     // The operator's log says which option would allow it.
     assert!(
         server.wait_for_log(
-            &format!("denied: connection to {other} refused: not granted (allow it with --allow-connect {other})"),
+            &format!(
+                "denied: connection to {other} refused: not granted (allow it with --allow-connect {other}, \
+                 or --allow-http http(s)://{other} for HTTP)"
+            ),
             Duration::from_secs(5)
         ),
         "{}",
@@ -113,7 +116,7 @@ fn a_granted_destination_is_reachable_and_its_neighbours_are_not() {
     let resolve = field(&report, "resolve");
     assert!(
         resolve.starts_with("denied: gaierror: ")
-            && resolve.contains("cannot resolve 'localhost': wsgi-wasm: not granted to this app; the server must allow it with --allow-connect localhost:80"),
+            && resolve.contains("cannot resolve 'localhost': wsgi-wasm: not granted to this app; the server must allow it with --allow-http https://localhost:80 (or http://) for HTTP(S), or --allow-connect localhost:80 for other TCP"),
         "{report}"
     );
     assert!(field(&report, "listen").starts_with("denied: "), "{report}");

@@ -6,6 +6,7 @@ mod support;
 
 mod edge;
 mod environ;
+mod file_wrapper;
 mod frameworks;
 mod grants;
 mod host_services;
@@ -16,6 +17,7 @@ mod install;
 mod isolation;
 mod limits;
 mod listen;
+mod outbound;
 mod response;
 mod shutdown;
 mod skeleton;

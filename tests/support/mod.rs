@@ -5,5 +5,6 @@
 pub mod apps;
 pub mod client;
 pub mod components;
+pub mod https;
 pub mod server;
 pub mod services;

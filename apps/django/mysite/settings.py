@@ -74,4 +74,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Where `manage.py collectstatic` gathers the admin's and the apps' static files,
+# for the host to serve with `wsgi-wasm serve --static /static=DIR` (run natively,
+# like migrate; the sandbox never serves these itself).
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

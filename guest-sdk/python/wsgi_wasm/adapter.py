@@ -12,8 +12,8 @@ import traceback
 from componentize_py_types import Err
 from wit_world.imports import server
 
-from . import preload
-from .streams import ErrorStream, InputStream
+from . import preload, ssl_shim
+from .streams import ErrorStream, FileWrapper, InputStream
 
 # Flags the host sends as "1"/"0" (WIT strings); PEP 3333 wants bools.
 BOOL_KEYS = ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once")
@@ -85,6 +85,24 @@ class _Call:
         for piece in _pieces(data) if data else ("",):
             _host(server.write_body_latin1, piece, total)
 
+    def write_file(self, wrapper, total):
+        """A regular file of `total` bytes from wsgi.file_wrapper: sent block by
+        block with Content-Length (unless the app set one). A file that grew is
+        cut at `total`; one that shrank ends the connection short, as the host
+        does for any body shorter than its length."""
+        sent = 0
+        for block in wrapper:
+            block = self._check(block)[: total - sent]
+            if block:
+                self.headers_sent = True
+                sent += len(block)
+                for piece in _pieces(block):
+                    _host(server.write_body_latin1, piece, total)
+            if sent >= total:
+                break
+        if total == 0:
+            _host(server.write_body_latin1, "", 0)
+
     def _check(self, data):
         if not self.started:
             raise AssertionError("write() called before start_response()")
@@ -138,6 +156,7 @@ def _run(application, packed):
     errors = ErrorStream(server.log)
     environ["wsgi.errors"] = errors
     environ["wsgi.input_terminated"] = True
+    environ["wsgi.file_wrapper"] = FileWrapper
 
     call = _Call()
     try:
@@ -151,6 +170,13 @@ def _run(application, packed):
             if type(result) is list and len(result) == 1 and call.started and not call.headers_sent:
                 # The whole body at once: the host can send Content-Length.
                 call.write_body(result[0])
+            elif (
+                type(result) is FileWrapper
+                and call.started
+                and not call.headers_sent
+                and (size := result.remaining()) is not None
+            ):
+                call.write_file(result, size)
             else:
                 write = call.write
                 for chunk in result:
@@ -164,6 +190,7 @@ def _run(application, packed):
                 close()
     finally:
         errors.flush()
+        ssl_shim.end_request()
 
 
 def _report(exc):

@@ -17,6 +17,7 @@ use super::capacity::{Capacity, SlotPermit};
 use super::components::Linked;
 use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
+use super::outbound::TlsPolicy;
 use super::state::GuestState;
 use crate::log;
 use crate::wsgi::environ::Environ;
@@ -72,6 +73,8 @@ pub struct App {
     config: AppConfig,
     /// `config.grants.connect`, resolved once at load.
     network: Arc<NetworkPolicy>,
+    /// `config.grants.http`'s https origins and the roots to verify them with.
+    tls: Arc<TlsPolicy>,
     idle: Mutex<Vec<Instance>>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -120,7 +123,12 @@ impl App {
     ) -> Result<(Arc<App>, LoadReport)> {
         let started = Instant::now();
         // Before compiling: a grant that cannot work should not cost seconds to find.
-        let network = NetworkPolicy::resolve(&config.grants.connect).map_err(anyhow::Error::msg)?;
+        for origin in &config.grants.http {
+            NetworkPolicy::resolve(&[origin.destination()])
+                .map_err(|_| anyhow::anyhow!("--allow-http {origin}: the name does not resolve"))?;
+        }
+        let network = NetworkPolicy::resolve(&config.grants.tcp_destinations()).map_err(anyhow::Error::msg)?;
+        let tls = TlsPolicy::new(&config.grants.http, config.grants.ca_file.as_deref()).map_err(anyhow::Error::msg)?;
         let (linked, source) = runtime.components.load(path)?;
         let name: Arc<str> = match name {
             Some(name) => name.into(),
@@ -128,6 +136,7 @@ impl App {
         };
         let app = Arc::new(App {
             network,
+            tls,
             name,
             linked,
             capacity: runtime.capacity.clone(),
@@ -236,6 +245,7 @@ impl App {
             .exchange
             .take()
             .expect("exchange stays in the store during the call");
+        store.data_mut().tls.end_request();
         instance.served += 1;
         let outcome = match result {
             Ok(Ok(())) => Outcome::Completed,
@@ -298,6 +308,7 @@ impl App {
             self.config.max_memory,
             &self.config.grants,
             self.network.clone(),
+            self.tls.clone(),
         )?;
         let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let mut store = Store::new(&self.engine, state);

@@ -104,6 +104,7 @@ fn link(engine: &Engine, component: &Component) -> Result<WsgiAppPre<GuestState>
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     super::network::add_to_linker(&mut linker)?;
     super::imports::add_to_linker(&mut linker)?;
+    super::outbound::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(component)?;
     Ok(WsgiAppPre::new(pre)?)
 }

@@ -18,6 +18,21 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// TCP destinations the guest may connect to.
     pub connect: Vec<ConnectGrant>,
+    /// HTTP(S) origins the guest may call (`--allow-http`).
+    pub http: Vec<HttpOrigin>,
+    /// Extra roots (`--ca-file`) trusted for https origins, beyond the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Grants {
+    /// Every TCP destination the guest may connect to: `--allow-connect`, plus the
+    /// host and port of each `--allow-http` origin (an https one too: the guest's
+    /// HTTP client opens the TCP connection before asking the host for TLS).
+    pub fn tcp_destinations(&self) -> Vec<ConnectGrant> {
+        let mut all = self.connect.clone();
+        all.extend(self.http.iter().map(HttpOrigin::destination));
+        all
+    }
 }
 
 /// `--dir HOST[:GUEST][:ro|rw]`.
@@ -58,6 +73,70 @@ impl std::str::FromStr for ConnectGrant {
     type Err = String;
     fn from_str(text: &str) -> Result<ConnectGrant, String> {
         parse_connect(text)
+    }
+}
+
+/// `--allow-http SCHEME://HOST[:PORT]`: an origin the guest may call over HTTP
+/// (plain TCP through the sandbox) or HTTPS (TLS done by the host).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpOrigin {
+    pub https: bool,
+    /// Lowercase name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl HttpOrigin {
+    pub fn destination(&self) -> ConnectGrant {
+        ConnectGrant {
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+}
+
+impl std::fmt::Display for HttpOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.destination())
+    }
+}
+
+/// `http://HOST[:PORT]` or `https://HOST[:PORT]` (port 80/443 by default), and
+/// nothing more: a path, query, user or other scheme would suggest a finer grant
+/// than the one given, which is the whole origin.
+pub fn parse_http_origin(text: &str) -> Result<HttpOrigin, String> {
+    let usage = || {
+        format!(
+            "{text:?} should be an origin, http://HOST[:PORT] or https://HOST[:PORT] (e.g. https://api.example.com)"
+        )
+    };
+    let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = text.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(usage());
+    };
+    // A trailing slash is how origins are often written; anything after it is not.
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return Err(usage());
+    }
+    let default_port = if https { 443 } else { 80 };
+    let with_port = if rest.ends_with(']') || !rest.contains(':') {
+        format!("{rest}:{default_port}")
+    } else {
+        rest.to_owned()
+    };
+    let ConnectGrant { host, port } = parse_connect(&with_port).map_err(|_| usage())?;
+    Ok(HttpOrigin { https, host, port })
+}
+
+impl std::str::FromStr for HttpOrigin {
+    type Err = String;
+    fn from_str(text: &str) -> Result<HttpOrigin, String> {
+        parse_http_origin(text)
     }
 }
 
@@ -244,6 +323,34 @@ mod tests {
         assert!(parse_connect("127.0.0.1").unwrap_err().contains("HOST:PORT"));
         assert!(parse_connect(":80").unwrap_err().contains("HOST:PORT"));
         assert!(parse_connect("::1:80").unwrap_err().contains("HOST:PORT"));
+    }
+
+    #[test]
+    fn http_origins_parse_scheme_host_and_port() {
+        let origin = parse_http_origin("https://API.example.com").unwrap();
+        assert_eq!(
+            (origin.https, origin.host.as_str(), origin.port),
+            (true, "api.example.com", 443)
+        );
+        assert_eq!(origin.to_string(), "https://api.example.com:443");
+        assert_eq!(parse_http_origin("http://127.0.0.1:9000/").unwrap().port, 9000);
+        assert_eq!(parse_http_origin("http://localhost").unwrap().port, 80);
+        let v6 = parse_http_origin("https://[::1]:8443").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 8443));
+        assert_eq!(parse_http_origin("https://[::1]").unwrap().port, 443);
+        for bad in [
+            "api.example.com",
+            "ftp://example.com",
+            "https://",
+            "https://example.com/v1",
+            "https://user@example.com",
+            "https://example.com:0",
+            "https://example.com:http",
+            "https://example.com?x=1",
+        ] {
+            let err = parse_http_origin(bad).unwrap_err();
+            assert!(err.contains("should be an origin"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -194,7 +194,7 @@ async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmLi
 }
 
 /// A latin-1 body string as the bytes it stands for.
-fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmStr) -> Result<Bytes, String> {
+pub(super) fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmStr) -> Result<Bytes, String> {
     let text = data.to_str(store).map_err(|e| format!("malformed body string: {e}"))?;
     if text.len() > MAX_LATIN1_PIECE_UTF8 {
         return Err(format!(

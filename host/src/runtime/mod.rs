@@ -11,6 +11,7 @@ pub mod engine;
 pub mod grants;
 pub mod imports;
 pub mod network;
+pub mod outbound;
 pub mod state;
 
 use std::path::PathBuf;

@@ -16,8 +16,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
-use crate::log;
+use super::outbound::{TlsConnections, TlsPolicy};
 use crate::wsgi::exchange::Exchange;
+use crate::log;
 
 /// Cap on one host computation for a guest when no CPU budget applies (outside a
 /// request): a day is "unbounded" for any real use, and keeps Instant arithmetic
@@ -37,6 +38,8 @@ pub struct GuestState {
     app: Arc<str>,
     /// Where this guest may connect, and which names it may look up.
     pub network: Arc<NetworkPolicy>,
+    /// TLS connections the host holds for this guest (`--allow-http https://`).
+    pub tls: TlsConnections,
 }
 
 impl GuestState {
@@ -45,6 +48,7 @@ impl GuestState {
         max_memory: usize,
         grants: &Grants,
         network: Arc<NetworkPolicy>,
+        tls: Arc<TlsPolicy>,
     ) -> wasmtime::Result<Self> {
         let mut builder = WasiCtx::builder();
         builder
@@ -96,6 +100,7 @@ impl GuestState {
             cpu_budget: u64::MAX,
             app,
             network,
+            tls: TlsConnections::new(tls),
         })
     }
 
@@ -131,7 +136,9 @@ fn socket_use_allowed(policy: &NetworkPolicy, addr: SocketAddr, use_: SocketAddr
 fn denial_message(addr: SocketAddr, use_: SocketAddrUse) -> String {
     match use_ {
         SocketAddrUse::TcpConnect => {
-            format!("connection to {addr} refused: not granted (allow it with --allow-connect {addr})")
+            format!(
+                "connection to {addr} refused: not granted (allow it with --allow-connect {addr}, or --allow-http http(s)://{addr} for HTTP)"
+            )
         }
         SocketAddrUse::TcpBind => format!("bind to {addr} refused: apps may only make outbound connections"),
         _ => format!("{use_:?} on {addr} refused: apps may only make outbound TCP connections"),

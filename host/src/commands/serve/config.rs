@@ -194,8 +194,8 @@ fn check<T: for<'de> Deserialize<'de>>(key: &str, value: &Value) -> Result<(), S
 }
 
 /// Paths in a config file are relative to the file, not to wherever the server
-/// was started from: the host side of `dirs` entries, `static` directories and
-/// `cache-dir`.
+/// was started from: the host side of `dirs` entries, `static` directories,
+/// `cache-dir` and `ca-file`.
 fn relative_to(base: &Path, key: &str, value: &mut Value) {
     let absolute = |path: &str| -> String {
         if Path::new(path).is_absolute() {
@@ -221,7 +221,7 @@ fn relative_to(base: &Path, key: &str, value: &mut Value) {
                 }
             }
         }
-        ("cache-dir", Value::String(dir)) => *dir = absolute(dir),
+        ("cache-dir" | "ca-file", Value::String(path)) => *path = absolute(path),
         _ => {}
     }
 }

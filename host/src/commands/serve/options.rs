@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 use wsgi_wasm::http::Limits;
 use wsgi_wasm::http::static_files;
-use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant};
+use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant, HttpOrigin};
 use wsgi_wasm::runtime::{AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
@@ -97,6 +97,18 @@ pub struct AppOptions {
     #[arg(long = "allow-connect", value_name = "HOST:PORT", value_parser = grants::parse_connect)]
     #[serde(default, deserialize_with = "parsed_list")]
     pub allow_connect: Vec<ConnectGrant>,
+
+    /// An origin the app may call over HTTP(S), as http://HOST[:PORT] or
+    /// https://HOST[:PORT]; repeatable. For https the host does the TLS and
+    /// verifies the server's certificate; the app may not reach any other origin.
+    #[arg(long = "allow-http", value_name = "ORIGIN", value_parser = grants::parse_http_origin)]
+    #[serde(default, deserialize_with = "parsed_list")]
+    pub allow_http: Vec<HttpOrigin>,
+
+    /// Extra CA certificates (PEM) trusted for --allow-http https origins, besides
+    /// the system's roots: for services with a private CA.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl AppOptions {
@@ -113,6 +125,8 @@ impl AppOptions {
             env: [&self.env[..], &more.env].concat(),
             dirs: [&self.dirs[..], &more.dirs].concat(),
             allow_connect: [&self.allow_connect[..], &more.allow_connect].concat(),
+            allow_http: [&self.allow_http[..], &more.allow_http].concat(),
+            ca_file: more.ca_file.clone().or_else(|| self.ca_file.clone()),
         }
     }
 
@@ -132,6 +146,8 @@ impl AppOptions {
                 env: self.env.clone(),
                 dirs: self.dirs.clone(),
                 connect: self.allow_connect.clone(),
+                http: self.allow_http.clone(),
+                ca_file: self.ca_file.clone(),
             },
         })
     }
