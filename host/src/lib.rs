@@ -5,6 +5,7 @@
 pub mod environ;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod response;
 pub mod runtime;
 pub mod units;

@@ -15,6 +15,7 @@ mod install;
 mod isolation;
 mod limits;
 mod listen;
+mod operations;
 mod response;
 mod shutdown;
 mod skeleton;

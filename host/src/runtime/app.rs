@@ -18,6 +18,7 @@ use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
 use super::state::GuestState;
 use crate::environ::Environ;
+use crate::http::access_log::Usage;
 use crate::http::exchange::{Exchange, Outcome};
 use crate::log;
 
@@ -80,6 +81,8 @@ pub struct Finished {
     pub exchange: Exchange,
     pub outcome: Outcome,
     pub slot: Slot,
+    /// What the guest used; None when no instance ran the call (queue full).
+    pub usage: Option<Usage>,
 }
 
 /// An instance slot held past the call: dropping it tears down the retired
@@ -97,6 +100,15 @@ impl Drop for Slot {
             app.waiting.fetch_sub(1, Ordering::AcqRel);
         }
     }
+}
+
+pub struct PoolStats {
+    /// Instance slots in use: serving a request, or tearing a retired instance down.
+    pub busy: usize,
+    /// Warm instances waiting for a request.
+    pub idle: usize,
+    /// Requests waiting for a free slot.
+    pub queued: usize,
 }
 
 /// What loading found, for the startup log.
@@ -162,6 +174,16 @@ impl App {
         &self.config
     }
 
+    /// The pool as of now, for /metrics.
+    pub fn pool_stats(&self) -> PoolStats {
+        let busy = self.config.max_instances - self.slots.available_permits();
+        PoolStats {
+            busy,
+            idle: self.idle.lock().unwrap().len(),
+            queued: self.waiting.load(Ordering::Acquire).saturating_sub(busy),
+        }
+    }
+
     /// Creates one instance now, so a component that fails to start is reported
     /// before the server binds its port, and the first request finds it warm.
     pub async fn warm_up(&self) -> Result<()> {
@@ -193,6 +215,7 @@ impl App {
                     _permit: None,
                     retired: None,
                 },
+                usage: None,
             };
         }
         let permit = self
@@ -206,11 +229,12 @@ impl App {
             _permit: Some(permit),
             retired: None,
         };
-        let (exchange, outcome) = self.call_in_slot(environ, exchange, &mut slot).await;
+        let (exchange, outcome, usage) = self.call_in_slot(environ, exchange, &mut slot).await;
         Finished {
             exchange,
             outcome,
             slot,
+            usage,
         }
     }
 
@@ -219,7 +243,7 @@ impl App {
         environ: Environ,
         exchange: Exchange,
         slot: &mut Slot,
-    ) -> (Exchange, Outcome) {
+    ) -> (Exchange, Outcome, Option<Usage>) {
         let reused = self.idle.lock().unwrap().pop();
         if self.config.isolation == Isolation::Request {
             // The spare just taken is replaced in the background.
@@ -229,12 +253,13 @@ impl App {
             Some(instance) => instance,
             None => match self.instantiate().await {
                 Ok(instance) => instance,
-                Err(e) => return (exchange, Outcome::Trap(format!("instantiation failed: {e:#}"))),
+                Err(e) => return (exchange, Outcome::Trap(format!("instantiation failed: {e:#}")), None),
             },
         };
         let store = &mut instance.store;
         store.data_mut().exchange = Some(exchange);
         store.data_mut().cpu_ticks = 0;
+        store.data_mut().limits.refused_growth = false;
         store.set_epoch_deadline(1);
         let result = instance
             .bindings
@@ -246,6 +271,11 @@ impl App {
             .take()
             .expect("exchange stays in the store during the call");
         instance.served += 1;
+        let usage = Usage {
+            cpu: EPOCH_TICK * u32::try_from(store.data().cpu_ticks).unwrap_or(u32::MAX),
+            peak_memory: store.data().limits.largest_memory,
+            hit_memory_limit: store.data().limits.refused_growth,
+        };
         let outcome = match result {
             Ok(Ok(())) => Outcome::Completed,
             Ok(Err(message)) => Outcome::AppError(message),
@@ -279,7 +309,7 @@ impl App {
         } else {
             slot.retired = Some(instance);
         }
-        (exchange, outcome)
+        (exchange, outcome, Some(usage))
     }
 
     /// In request isolation, keeps SPARE_INSTANCES fresh, never-used instances

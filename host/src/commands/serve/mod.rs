@@ -8,16 +8,18 @@ use clap::Parser;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use wsgi_wasm::environ::ServerInfo;
+use wsgi_wasm::http::access_log::AccessLogFormat;
 use wsgi_wasm::http::router::{Mount, Router};
 use wsgi_wasm::http::static_files::{self, StaticMount};
 use wsgi_wasm::http::{Limits, Listener, Listening, Server};
-use wsgi_wasm::log;
+use wsgi_wasm::log::{self, LogFormat, LogSettings};
 use wsgi_wasm::runtime::cache::{self, Source};
 use wsgi_wasm::runtime::engine::{self, EngineSettings};
 use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant};
 use wsgi_wasm::runtime::{App, AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
+mod admin;
 mod spec;
 
 use spec::AppSpec;
@@ -141,6 +143,27 @@ pub struct ServeCommand {
     /// Do not log a line per request.
     #[arg(long)]
     no_access_log: bool,
+
+    // --- Logging and the admin listener (issue 13) ---
+    /// Which records are logged, RUST_LOG-style: `info`, `warn,access=info` (only
+    /// warnings and the access log), `info,app=off`, `debug` (wasmtime's own
+    /// records too). Targets: access, app, wsgi_wasm, wasmtime, cranelift.
+    #[arg(long, env = "RUST_LOG", default_value = log::DEFAULT_FILTER, value_name = "FILTER")]
+    log_level: String,
+
+    /// `text`: one line per record; `json`: one JSON object per record.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// The access log's lines: `common` (NCSA), `combined` (NCSA combined, then
+    /// app, time, guest CPU, peak memory, the limit hit and "(aborted)"), `json`.
+    #[arg(long, value_enum, default_value_t = AccessLogFormat::Combined)]
+    access_log_format: AccessLogFormat,
+
+    /// Serve /healthz, /readyz and /metrics (Prometheus) on this HOST:PORT, apart
+    /// from the public listeners [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    admin_listen: Option<String>,
 }
 
 /// gunicorn's default worker_connections. It stays under the usual open-file limit
@@ -166,6 +189,10 @@ pub(crate) fn parse_script_name(text: &str) -> Result<String, String> {
 
 impl ServeCommand {
     pub fn execute(self) -> Result<()> {
+        log::init(&LogSettings {
+            filter: self.log_level.clone(),
+            format: self.log_format,
+        })?;
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(self.run())
     }
@@ -305,7 +332,13 @@ impl ServeCommand {
         }
         // Longest prefix first, so the most specific mount answers.
         statics.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
+        let admin = match &self.admin_listen {
+            Some(addr) => Some(admin::start(addr, &apps).await?),
+            None => None,
+        };
         let server = Server {
+            metrics: admin.as_ref().map(|a| a.state.metrics.clone()),
+            access_log_format: self.access_log_format,
             statics,
             limits: Limits {
                 max_body_size: self.max_body_size,
@@ -317,10 +350,25 @@ impl ServeCommand {
             access_log: !self.no_access_log,
         };
         // Scripts and tests parse these exact lines for the real port.
+        if let Some(admin) = &admin {
+            log::line(format!("Admin on {}", admin.shown));
+        }
         for shown in serving {
             log::line(format!("Serving HTTP on {shown}"));
         }
-        let result = server.run(listeners, shutdown_signal()).await;
+        let readiness = admin.as_ref().map(|a| a.state.clone());
+        if let Some(state) = &readiness {
+            state.set_ready(true);
+        }
+        let shutdown = async move {
+            shutdown_signal().await;
+            // Before the drain: a load balancer stops sending while requests finish.
+            if let Some(state) = readiness {
+                state.set_ready(false);
+            }
+        };
+        let result = server.run(listeners, shutdown).await;
+        drop(admin);
         for path in socket_files {
             let _ = std::fs::remove_file(path);
         }
@@ -356,7 +404,7 @@ fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener> {
 /// connection attempts are dropped and retried by their TCP stacks.
 const LISTEN_BACKLOG: u32 = 2048;
 
-async fn bind(listen: &str) -> std::io::Result<TcpListener> {
+pub(super) async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     let mut last_error = None;
     for addr in tokio::net::lookup_host(listen).await? {
         let socket = if addr.is_ipv4() {
