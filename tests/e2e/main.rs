@@ -17,6 +17,7 @@ mod limits;
 mod listen;
 mod operations;
 mod response;
+mod rolling;
 mod shutdown;
 mod skeleton;
 mod static_files;
