@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod runtime;
 pub mod units;
 pub mod wsgi;

@@ -49,8 +49,9 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
-                    let addr: SocketAddr = rest.trim_end_matches('/').parse().unwrap();
+                // Anywhere in the line: with --log-format json it is a record's message.
+                if let Some((_, rest)) = line.split_once("Serving HTTP on http://") {
+                    let addr: SocketAddr = rest.split('/').next().unwrap().parse().unwrap();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
@@ -88,6 +89,22 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// The admin listener's address, from its "Admin on" line (printed before
+    /// the line `start` waits for).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let log = self.log();
+        let (_, rest) = log.split_once("Admin on http://").expect("no Admin on line in the log");
+        rest.split('/').next().unwrap().parse().unwrap()
+    }
+
+    /// Sends a signal without waiting for the process to exit.
+    pub fn signal(&self, signal: &str) {
+        Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
     }
 
     pub fn pid(&self) -> u32 {

@@ -2,6 +2,8 @@
 //! path, static files, the access log and graceful shutdown. It speaks to apps only
 //! through the WSGI protocol layer (`crate::wsgi`), never to the runtime directly.
 
+pub mod access_log;
+pub mod admin;
 pub mod host;
 pub mod router;
 mod service;

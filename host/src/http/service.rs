@@ -14,15 +14,17 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::access_log::{self, AccessLogFormat, Limit, Record};
 use super::host;
 use super::router::Router;
 use super::static_files::StaticMount;
 use crate::log;
-use crate::wsgi::Finished;
+use crate::metrics::Metrics;
 use crate::wsgi::body::ResponseBody;
 use crate::wsgi::environ::{self, RequestHead, ServerInfo};
 use crate::wsgi::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
 use crate::wsgi::request_body::RequestBody;
+use crate::wsgi::{Finished, Usage};
 use arc_swap::ArcSwap;
 
 /// Limits on what clients may send and how long they may take. Each has a CLI
@@ -70,6 +72,9 @@ pub struct Server {
     pub statics: Vec<StaticMount>,
     pub limits: Limits,
     pub access_log: bool,
+    pub access_log_format: AccessLogFormat,
+    /// Per-app counters for the admin listener's /metrics, when it is on.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// A socket the server accepts connections on.
@@ -172,7 +177,7 @@ impl Shared {
                 Ok(Accepted::Unix(stream)) => self.serve_connection(stream, None, info.clone(), slot),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    log::server(format!("accept failed: {e}"));
+                    log::warn(format!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -230,11 +235,13 @@ impl Shared {
         let started = Instant::now();
         let server = &self.server;
         let (mut parts, incoming) = req.into_parts();
-        // Only formatted when it will be logged: it costs an allocation per request.
-        let line = server.access_log.then(|| RequestLine {
+        // Only kept when it will be logged or counted: it costs an allocation per request.
+        let line = (server.access_log || server.metrics.is_some()).then(|| RequestLine {
             method: parts.method.clone(),
             target: parts.uri.to_string(),
             version: parts.version,
+            referer: parts.headers.get(hyper::header::REFERER).cloned(),
+            user_agent: parts.headers.get(hyper::header::USER_AGENT).cloned(),
         });
 
         let (host, refusal) = match host::request_host(&parts) {
@@ -242,7 +249,11 @@ impl Shared {
             Err(e) => (None, Some((StatusCode::BAD_REQUEST, e.message()))),
         };
         if let Some((status, message)) = refusal {
-            let mut response = self.answer_directly(remote, line.as_ref(), status, message, started);
+            // Counted against the app the path leads to, though it never ran.
+            let path = environ::request_path(&parts.uri);
+            let app = server.routes.load().route(host.as_deref(), &path).map(|m| m.app.clone());
+            let app = app.as_ref().map(|a| a.name());
+            let mut response = self.answer_directly(remote, line.as_ref(), status, message, started, app);
             response.headers_mut().insert(
                 hyper::header::CONNECTION,
                 hyper::header::HeaderValue::from_static("close"),
@@ -266,8 +277,10 @@ impl Shared {
                     status: response.status(),
                     body_bytes,
                     aborted: false,
+                    body_received: 0,
+                    limit: None,
                 };
-                self.log_access(remote, line, summary, started);
+                self.log_access(remote, line, summary, started, None, None);
             }
             return response;
         }
@@ -275,7 +288,7 @@ impl Shared {
         let router = server.routes.load_full();
         let Some(mount) = router.route(host.as_deref(), &path) else {
             let message = "No application is mounted at this host and path.";
-            return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started);
+            return self.answer_directly(remote, line.as_ref(), StatusCode::NOT_FOUND, message, started, None);
         };
         let app = mount.app.clone();
         // The app builds its URLs from HTTP_HOST: make it name the host the target did.
@@ -299,6 +312,7 @@ impl Shared {
                 exchange,
                 outcome,
                 held,
+                usage,
             } = app.clone().handle(environ, exchange).await;
             match &outcome {
                 Outcome::AppError(message) => log::app(app.name(), "error", message),
@@ -308,7 +322,8 @@ impl Shared {
             }
             let summary = exchange.finish(&outcome).await;
             if let Some(line) = &line {
-                this.log_access(remote, line, summary, started);
+                let trapped = matches!(outcome, Outcome::Trap(_));
+                this.log_access(remote, line, summary, started, Some((app.name(), trapped)), usage);
             }
             drop(held);
         });
@@ -328,6 +343,7 @@ impl Shared {
         status: StatusCode,
         message: &str,
         started: Instant,
+        app: Option<&str>,
     ) -> Response<ResponseBody> {
         let response = error_response(status, message);
         if let Some(line) = line {
@@ -339,26 +355,56 @@ impl Shared {
                     status,
                     body_bytes,
                     aborted: false,
+                    body_received: 0,
+                    limit: (status == StatusCode::PAYLOAD_TOO_LARGE).then_some(Limit::BodySize),
                 },
                 started,
+                app.map(|name| (name, false)),
+                None,
             );
         }
         response
     }
 
-    fn log_access(&self, remote: Option<SocketAddr>, line: &RequestLine, summary: Summary, started: Instant) {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let cut = if summary.aborted { " (aborted)" } else { "" };
-        // A Unix-socket client has no address: "-" as in common log format.
-        let client = remote.map_or_else(|| "-".to_owned(), |r| r.ip().to_canonical().to_string());
-        log::access(format!(
-            "{client} \"{} {} {:?}\" {} {} {ms:.2}ms{cut}",
-            line.method,
-            line.target,
-            line.version,
-            summary.status.as_u16(),
-            summary.body_bytes,
-        ));
+    /// The access line and the metrics of a finished request. `app` is the app
+    /// that ran it and whether its guest trapped.
+    fn log_access(
+        &self,
+        remote: Option<SocketAddr>,
+        line: &RequestLine,
+        summary: Summary,
+        started: Instant,
+        app: Option<(&str, bool)>,
+        usage: Option<Usage>,
+    ) {
+        let limit = summary
+            .limit
+            .or_else(|| usage.filter(|u| u.hit_memory_limit).map(|_| Limit::Memory));
+        let record = Record {
+            client: remote.map(|r| r.ip()),
+            method: &line.method,
+            target: &line.target,
+            version: line.version,
+            status: summary.status.as_u16(),
+            body_bytes: summary.body_bytes,
+            referer: line.referer.as_ref().map(|v| v.as_bytes()),
+            user_agent: line.user_agent.as_ref().map(|v| v.as_bytes()),
+            duration: started.elapsed(),
+            app: app.map(|(name, _)| name),
+            usage,
+            aborted: summary.aborted,
+            limit,
+        };
+        if let Some(metrics) = &self.server.metrics {
+            metrics.observe(&record, summary.body_received, app.is_some_and(|(_, trapped)| trapped));
+        }
+        if self.server.access_log {
+            log::access(access_log::format(
+                self.server.access_log_format,
+                &record,
+                std::time::SystemTime::now(),
+            ));
+        }
     }
 }
 
@@ -366,6 +412,8 @@ struct RequestLine {
     method: Method,
     target: String,
     version: hyper::Version,
+    referer: Option<hyper::header::HeaderValue>,
+    user_agent: Option<hyper::header::HeaderValue>,
 }
 
 /// Requests answered without running the app at all: what it cannot be given

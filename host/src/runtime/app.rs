@@ -19,6 +19,7 @@ use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
 use super::outbound::TlsPolicy;
 use super::state::GuestState;
+use crate::wsgi::Usage;
 use crate::log;
 use crate::wsgi::environ::Environ;
 use crate::wsgi::exchange::{Exchange, Outcome};
@@ -104,6 +105,15 @@ impl Drop for Slot {
     }
 }
 
+pub struct PoolStats {
+    /// Instance slots in use: serving a request, or tearing a retired instance down.
+    pub busy: usize,
+    /// Warm instances waiting for a request.
+    pub idle: usize,
+    /// Requests waiting for a free slot.
+    pub queued: usize,
+}
+
 /// What loading found, for the startup log.
 pub struct LoadReport {
     pub source: Source,
@@ -170,6 +180,16 @@ impl App {
         &self.config
     }
 
+    /// The pool as of now, for /metrics.
+    pub fn pool_stats(&self) -> PoolStats {
+        let busy = self.config.max_instances - self.slots.available_permits();
+        PoolStats {
+            busy,
+            idle: self.idle.lock().unwrap().len(),
+            queued: self.waiting.load(Ordering::Acquire).saturating_sub(busy),
+        }
+    }
+
     /// Creates one instance now, so a component that fails to start is reported
     /// before the server binds its port, and the first request finds it warm.
     pub async fn warm_up(&self) -> Result<()> {
@@ -193,6 +213,7 @@ impl App {
                 exchange,
                 outcome: Outcome::QueueFull,
                 held: Box::new(()),
+                usage: None,
             };
         }
         let permit = self
@@ -206,11 +227,12 @@ impl App {
             _permit: Some(permit),
             retired: None,
         };
-        let (exchange, outcome) = self.call_in_slot(environ, exchange, &mut slot).await;
+        let (exchange, outcome, usage) = self.call_in_slot(environ, exchange, &mut slot).await;
         Finished {
             exchange,
             outcome,
             held: Box::new(slot),
+            usage,
         }
     }
 
@@ -219,7 +241,7 @@ impl App {
         environ: Environ,
         exchange: Exchange,
         slot: &mut Slot,
-    ) -> (Exchange, Outcome) {
+    ) -> (Exchange, Outcome, Option<Usage>) {
         let reused = self.idle.lock().unwrap().pop();
         if self.config.isolation == Isolation::Request {
             // The spare just taken is replaced in the background.
@@ -229,12 +251,13 @@ impl App {
             Some(instance) => instance,
             None => match self.instantiate().await {
                 Ok(instance) => instance,
-                Err(e) => return (exchange, Outcome::Trap(format!("instantiation failed: {e:#}"))),
+                Err(e) => return (exchange, Outcome::Trap(format!("instantiation failed: {e:#}")), None),
             },
         };
         let store = &mut instance.store;
         store.data_mut().exchange = Some(exchange);
         store.data_mut().cpu_ticks = 0;
+        store.data_mut().limits.refused_growth = false;
         store.set_epoch_deadline(1);
         let result = instance
             .bindings
@@ -247,6 +270,11 @@ impl App {
             .expect("exchange stays in the store during the call");
         store.data_mut().tls.end_request();
         instance.served += 1;
+        let usage = Usage {
+            cpu: EPOCH_TICK * u32::try_from(store.data().cpu_ticks).unwrap_or(u32::MAX),
+            peak_memory: store.data().limits.largest_memory,
+            hit_memory_limit: store.data().limits.refused_growth,
+        };
         let outcome = match result {
             Ok(Ok(())) => Outcome::Completed,
             Ok(Err(message)) => Outcome::AppError(message),
@@ -281,7 +309,7 @@ impl App {
         } else {
             slot.retired = Some(instance);
         }
-        (exchange, outcome)
+        (exchange, outcome, Some(usage))
     }
 
     /// In request isolation, keeps SPARE_INSTANCES fresh, never-used instances

@@ -94,6 +94,7 @@ impl GuestState {
             limits: GuestLimits {
                 inner: StoreLimitsBuilder::new().memory_size(max_memory).build(),
                 largest_memory: 0,
+                refused_growth: false,
             },
             exchange: None,
             cpu_ticks: 0,
@@ -159,6 +160,8 @@ impl WasiView for GuestState {
 pub struct GuestLimits {
     inner: StoreLimits,
     pub largest_memory: usize,
+    /// A growth past --max-memory was refused since the last request started.
+    pub refused_growth: bool,
 }
 
 impl ResourceLimiter for GuestLimits {
@@ -166,6 +169,8 @@ impl ResourceLimiter for GuestLimits {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         if allowed {
             self.largest_memory = self.largest_memory.max(desired);
+        } else {
+            self.refused_growth = true;
         }
         Ok(allowed)
     }

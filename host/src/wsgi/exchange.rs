@@ -10,6 +10,7 @@ use hyper::header::{HeaderValue, SERVER};
 use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
+use super::Limit;
 use super::body::{BodyAborted, Chunk, ResponseBody};
 use super::environ::SERVER_SOFTWARE;
 use super::request_body::{ReadError, RequestBody};
@@ -41,6 +42,10 @@ pub struct Summary {
     pub body_bytes: u64,
     /// The response was cut off (client gone, app error after headers, short body).
     pub aborted: bool,
+    /// Request body bytes the app read.
+    pub body_received: u64,
+    /// The limit that stopped the request, as far as the exchange can tell.
+    pub limit: Option<Limit>,
 }
 
 pub type Reply = oneshot::Sender<Response<ResponseBody>>;
@@ -244,10 +249,18 @@ impl Exchange {
             }
             (State::Done, _) => {}
         }
+        let limit = match (outcome, &self.read_failure) {
+            (Outcome::CpuTimeout(_), _) => Some(Limit::Cpu),
+            (Outcome::QueueFull, _) => Some(Limit::Queue),
+            (_, Some(ReadError::TooLarge(_))) => Some(Limit::BodySize),
+            _ => None,
+        };
         Summary {
             status: self.status,
             body_bytes: self.body_bytes,
             aborted: self.aborted,
+            body_received: self.body.received(),
+            limit,
         }
     }
 

@@ -18,6 +18,7 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use environ::Environ;
 use exchange::{Exchange, Outcome};
@@ -40,4 +41,43 @@ pub struct Finished {
     /// slot): dropped once the response is finished, so releasing it (tearing down
     /// a retired instance takes a while) never delays the response.
     pub held: Box<dyn Any + Send>,
+    /// What the guest used; None when no instance ran the call (queue full).
+    pub usage: Option<Usage>,
+}
+
+/// What the guest used for one request, when an app ran it: for the access log
+/// and the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Guest CPU time, counted in epoch ticks (10 ms each): a request that
+    /// returns within its first tick shows 0.
+    pub cpu: Duration,
+    /// The largest the instance's linear memory has grown (it never shrinks).
+    pub peak_memory: usize,
+    /// The guest asked to grow past --max-memory during the request.
+    pub hit_memory_limit: bool,
+}
+
+/// A limit that stopped a request (or refused it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// --cpu-timeout: the guest used up its CPU time.
+    Cpu,
+    /// --max-memory: the guest asked for more linear memory than it may have.
+    Memory,
+    /// --max-body-size: the request body was larger than accepted.
+    BodySize,
+    /// --queue: no instance free and the queue full.
+    Queue,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Cpu => "cpu",
+            Limit::Memory => "memory",
+            Limit::BodySize => "body-size",
+            Limit::Queue => "queue",
+        }
+    }
 }

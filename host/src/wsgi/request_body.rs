@@ -84,6 +84,11 @@ impl RequestBody {
         }
     }
 
+    /// Body bytes received from the client so far (for the metrics).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
     /// Up to `max` bytes; empty once the body has ended.
     pub async fn read(&mut self, max: usize) -> Result<Bytes, ReadError> {
         let max = max.min(MAX_READ_CHUNK);

@@ -254,6 +254,11 @@ impl Deployment {
         Ok(app)
     }
 
+    /// The apps being served now.
+    pub fn apps(&self) -> Vec<Arc<App>> {
+        self.live.iter().map(|(_, app)| app.clone()).collect()
+    }
+
     fn router(&self) -> Result<Router, String> {
         let mut routes = Vec::new();
         for (tenant, app) in &self.live {

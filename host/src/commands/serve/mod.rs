@@ -9,12 +9,14 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use wsgi_wasm::http::static_files::StaticMount;
 use wsgi_wasm::http::{Listener, Listening, Server};
+use wsgi_wasm::http::access_log::AccessLogFormat;
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::Runtime;
 use wsgi_wasm::runtime::cache;
 use wsgi_wasm::runtime::engine::EngineSettings;
 use wsgi_wasm::wsgi::environ::ServerInfo;
 
+mod admin;
 mod config;
 mod deploy;
 mod options;
@@ -93,8 +95,11 @@ struct Plan {
 
 impl ServeCommand {
     pub fn execute(self) -> Result<()> {
+        // Read first: the config file may say how to log.
+        let plan = self.plan().map_err(anyhow::Error::msg)?;
+        log::init(&plan.server.log_settings())?;
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        runtime.block_on(self.run())
+        runtime.block_on(self.run(plan))
     }
 
     fn plan(&self) -> Result<Plan, String> {
@@ -143,8 +148,8 @@ impl ServeCommand {
         })
     }
 
-    async fn run(self) -> Result<()> {
-        let Plan { server, tenants } = self.plan().map_err(anyhow::Error::msg)?;
+    async fn run(self, plan: Plan) -> Result<()> {
+        let Plan { server, tenants } = plan;
         deploy::check_routes(&tenants).map_err(anyhow::Error::msg)?;
         let wanted: u32 = tenants
             .iter()
@@ -210,7 +215,14 @@ impl ServeCommand {
         }
         // Longest prefix first, so the most specific mount answers.
         statics.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
+        let admin = match &server.admin_listen {
+            Some(addr) => Some(admin::start(addr, &deployment.apps()).await?),
+            None => None,
+        };
+        let metrics = admin.as_ref().map(|a| a.state.metrics.clone());
         let http = Server {
+            metrics: metrics.clone(),
+            access_log_format: server.access_log_format.unwrap_or(AccessLogFormat::Combined),
             routes: routes.clone(),
             statics,
             limits: server.limits(),
@@ -218,6 +230,9 @@ impl ServeCommand {
         };
         let (listeners, serving): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
         // Scripts and tests parse these exact lines for the real port.
+        if let Some(admin) = &admin {
+            log::line(format!("Admin on {}", admin.shown));
+        }
         for shown in serving {
             log::line(format!("Serving HTTP on {shown}"));
         }
@@ -231,14 +246,29 @@ impl ServeCommand {
                     Ok(plan) => {
                         if let Some(router) = deployment.reload(plan.tenants).await {
                             routes.store(Arc::new(router));
+                            if let Some(metrics) = &metrics {
+                                metrics.set_apps(deployment.apps());
+                            }
                         }
                     }
                     Err(e) => log::server(format!("reload refused, nothing changed: {e}")),
                 }
             }
         });
-        let result = http.run(listeners, shutdown_signal()).await;
+        let readiness = admin.as_ref().map(|a| a.state.clone());
+        if let Some(state) = &readiness {
+            state.set_ready(true);
+        }
+        let shutdown = async move {
+            shutdown_signal().await;
+            // Before the drain: a load balancer stops sending while requests finish.
+            if let Some(state) = readiness {
+                state.set_ready(false);
+            }
+        };
+        let result = http.run(listeners, shutdown).await;
         reloads.abort();
+        drop(admin);
         for path in socket_files {
             let _ = std::fs::remove_file(path);
         }

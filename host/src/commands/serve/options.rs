@@ -12,6 +12,8 @@ use clap::{Args, CommandFactory, Parser};
 use serde::{Deserialize, Deserializer};
 
 use wsgi_wasm::http::Limits;
+use wsgi_wasm::http::access_log::AccessLogFormat;
+use wsgi_wasm::log::{self, LogFormat, LogSettings};
 use wsgi_wasm::http::static_files;
 use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant, HttpOrigin};
 use wsgi_wasm::runtime::{AppConfig, Grants, Isolation};
@@ -276,6 +278,29 @@ pub struct ServerOptions {
     #[arg(long)]
     #[serde(default)]
     pub no_access_log: bool,
+
+    // --- Logging and the admin listener (issue 13) ---
+    /// Which records are logged, RUST_LOG-style: `info`, `warn,access=info` (only
+    /// warnings and the access log), `info,app=off`, `debug` (wasmtime's own
+    /// records too). Targets: access, app, wsgi_wasm, wasmtime, cranelift
+    /// [default: info].
+    #[arg(long, env = "RUST_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// `text`: one line per record; `json`: one JSON object per record [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// The access log's lines: `common` (NCSA), `combined` (NCSA combined, then
+    /// app, time, guest CPU, peak memory, the limit hit and "(aborted)"), `json`
+    /// [default: combined].
+    #[arg(long, value_enum)]
+    pub access_log_format: Option<AccessLogFormat>,
+
+    /// Serve /healthz, /readyz and /metrics (Prometheus) on this HOST:PORT, apart
+    /// from the public listeners [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin_listen: Option<String>,
 }
 
 /// A list the command line gives replaces the file's.
@@ -300,6 +325,10 @@ impl ServerOptions {
             cache_dir: more.cache_dir.clone().or_else(|| self.cache_dir.clone()),
             no_cache: self.no_cache || more.no_cache,
             no_access_log: self.no_access_log || more.no_access_log,
+            log_level: more.log_level.clone().or_else(|| self.log_level.clone()),
+            log_format: more.log_format.or(self.log_format),
+            access_log_format: more.access_log_format.or(self.access_log_format),
+            admin_listen: more.admin_listen.clone().or_else(|| self.admin_listen.clone()),
         }
     }
 
@@ -308,6 +337,13 @@ impl ServerOptions {
             vec![DEFAULT_LISTEN.to_owned()]
         } else {
             self.listen.clone()
+        }
+    }
+
+    pub fn log_settings(&self) -> LogSettings {
+        LogSettings {
+            filter: self.log_level.clone().unwrap_or_else(|| log::DEFAULT_FILTER.to_owned()),
+            format: self.log_format.unwrap_or(LogFormat::Text),
         }
     }
 
