@@ -49,7 +49,10 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
+                let served = line
+                    .strip_prefix("Serving HTTP on http://")
+                    .or_else(|| line.strip_prefix("Serving HTTP on https://"));
+                if let Some(rest) = served {
                     let addr: SocketAddr = rest.trim_end_matches('/').parse().unwrap();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);

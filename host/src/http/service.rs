@@ -6,20 +6,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::body::ResponseBody;
+use super::connection::{self, Protocols};
 use super::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
+use super::forwarded::TrustedProxies;
 use super::host;
 use super::request_body::RequestBody;
 use super::router::Router;
 use super::static_files::StaticMount;
+use super::tls::Tls;
 use crate::environ::{self, RequestHead};
 use crate::log;
 use crate::runtime::Finished;
@@ -56,13 +58,15 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
 /// connections come and go.
 const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Read buffer per connection; a head that does not fit is refused with 431.
-const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
+pub(super) const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
 
 pub struct Server {
     /// `--static` mounts, answered by the host before any app is routed to.
     pub statics: Vec<StaticMount>,
     pub limits: Limits,
     pub access_log: bool,
+    /// Peers whose X-Forwarded-* / Forwarded headers are believed.
+    pub forwarded: TrustedProxies,
 }
 
 /// A socket the server accepts connections on.
@@ -76,6 +80,8 @@ pub enum Listener {
 pub struct Listening {
     pub listener: Listener,
     pub router: Router,
+    /// TLS for a TCP listener (--tls-cert); Unix sockets are always plain.
+    pub tls: Option<Arc<Tls>>,
 }
 
 struct Shared {
@@ -84,37 +90,28 @@ struct Shared {
     slots: Arc<Semaphore>,
     /// Taken when shutdown starts; connections accepted after that are dropped.
     graceful: Mutex<Option<GracefulShutdown>>,
-    builder: http1::Builder,
+    protocols: Protocols,
 }
 
 impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight
     /// requests the grace period to finish.
     pub async fn run(self, listeners: Vec<Listening>, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            // `printf 'GET / ...' | nc` and other one-shot clients shut down their
-            // sending side once the request is out; without this hyper takes that EOF
-            // for a client gone away and drops the response.
-            .half_close(true)
-            .header_read_timeout(self.limits.header_timeout)
-            .max_headers(MAX_REQUEST_HEADERS)
-            .max_header_size(MAX_REQUEST_HEAD_BYTES)
-            .max_buf_size(READ_BUFFER_BYTES);
+        let protocols = Protocols::new(&self.limits);
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.limits.max_connections)),
             server: self,
             graceful: Mutex::new(Some(GracefulShutdown::new())),
-            builder,
+            protocols,
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // The accept loops run here, on the thread that runs the server future, not
         // as tasks on the worker threads: those run the guests, and a busy guest
         // must not delay accepting (connections would pile up in the backlog).
-        let accepting = futures::future::join_all(listeners.into_iter().map(|Listening { listener, router }| {
-            shared.clone().accept_loop(listener, Arc::new(router), stopped.clone())
+        let accepting = futures::future::join_all(listeners.into_iter().map(|Listening { listener, router, tls }| {
+            shared
+                .clone()
+                .accept_loop(listener, Arc::new(router), tls, stopped.clone())
         }));
         let stopping = async {
             shutdown.await;
@@ -134,7 +131,13 @@ impl Server {
 }
 
 impl Shared {
-    async fn accept_loop(self: Arc<Self>, listener: Listener, router: Arc<Router>, mut stop: watch::Receiver<bool>) {
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: Listener,
+        router: Arc<Router>,
+        tls: Option<Arc<Tls>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut last_logged: Option<Instant> = None;
         loop {
             let slot = match self.slots.clone().try_acquire_owned() {
@@ -158,11 +161,12 @@ impl Shared {
                 _ = stop.wait_for(|stop| *stop) => break,
             };
             match accepted {
-                Ok(Accepted::Tcp(stream, remote)) => {
-                    let _ = stream.set_nodelay(true);
-                    self.serve_connection(stream, Some(remote), router.clone(), slot);
+                Ok(stream) => {
+                    if let Accepted::Tcp(tcp, _) = &stream {
+                        let _ = tcp.set_nodelay(true);
+                    }
+                    self.serve_connection(stream, router.clone(), tls.clone(), slot);
                 }
-                Ok(Accepted::Unix(stream)) => self.serve_connection(stream, None, router.clone(), slot),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     log::server(format!("accept failed: {e}"));
@@ -172,12 +176,53 @@ impl Shared {
         }
     }
 
-    fn serve_connection<IO>(
+    /// Serves one accepted connection on its own task: the TLS handshake or the
+    /// protocol sniff happen there, never in the accept loop.
+    fn serve_connection(
         self: &Arc<Self>,
-        io: IO,
-        remote: Option<SocketAddr>,
+        stream: Accepted,
         router: Arc<Router>,
+        tls: Option<Arc<Tls>>,
         slot: OwnedSemaphorePermit,
+    ) {
+        let Some(watcher) = self.graceful.lock().unwrap().as_ref().map(GracefulShutdown::watcher) else {
+            return;
+        };
+        let shared = self.clone();
+        let header_timeout = self.server.limits.header_timeout;
+        tokio::spawn(async move {
+            match (stream, tls) {
+                (Accepted::Tcp(stream, remote), Some(tls)) => {
+                    // The handshake is part of the request head: a client gets the
+                    // same time for it, and one that stalls is dropped.
+                    let accepted = tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)).await;
+                    let Ok(Ok(stream)) = accepted else { return };
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    shared.drive(stream, h2, Some(remote), true, router, watcher).await;
+                }
+                (Accepted::Tcp(stream, remote), None) => {
+                    if let Some((h2, stream)) = connection::sniff(stream, header_timeout).await {
+                        shared.drive(stream, h2, Some(remote), false, router, watcher).await;
+                    }
+                }
+                (Accepted::Unix(stream), _) => {
+                    if let Some((h2, stream)) = connection::sniff(stream, header_timeout).await {
+                        shared.drive(stream, h2, None, false, router, watcher).await;
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+
+    async fn drive<IO>(
+        self: Arc<Self>,
+        io: IO,
+        h2: bool,
+        remote: Option<SocketAddr>,
+        https: bool,
+        router: Arc<Router>,
+        watcher: hyper_util::server::graceful::Watcher,
     ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -185,17 +230,15 @@ impl Shared {
         let service = service_fn(move |req| {
             let shared = shared.clone();
             let router = router.clone();
-            async move { Ok::<_, Infallible>(shared.handle(req, &router, remote).await) }
+            async move { Ok::<_, Infallible>(shared.handle(req, &router, remote, https).await) }
         });
-        let Some(watcher) = self.graceful.lock().unwrap().as_ref().map(GracefulShutdown::watcher) else {
-            return;
-        };
-        let conn = watcher.watch(self.builder.serve_connection(TokioIo::new(io), service));
-        tokio::spawn(async move {
-            // Client errors (resets, bad requests, timeouts) end only this connection.
-            let _ = conn.await;
-            drop(slot);
-        });
+        let io = TokioIo::new(io);
+        // Client errors (resets, bad requests, timeouts) end only this connection.
+        if h2 {
+            let _ = watcher.watch(self.protocols.http2.serve_connection(io, service)).await;
+        } else {
+            let _ = watcher.watch(self.protocols.http1.serve_connection(io, service)).await;
+        }
     }
 }
 
@@ -219,6 +262,7 @@ impl Shared {
         req: Request<Incoming>,
         router: &Router,
         remote: Option<SocketAddr>,
+        https: bool,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let server = &self.server;
@@ -226,9 +270,17 @@ impl Shared {
         // Only formatted when it will be logged: it costs an allocation per request.
         let line = server.access_log.then(|| RequestLine {
             method: parts.method.clone(),
-            target: parts.uri.to_string(),
+            // An HTTP/2 request's URI holds :scheme and :authority; log what an
+            // HTTP/1.1 request line would have.
+            target: match (parts.version, parts.uri.path_and_query()) {
+                (hyper::Version::HTTP_2, Some(path)) => path.to_string(),
+                _ => parts.uri.to_string(),
+            },
             version: parts.version,
         });
+        // Before the Host rules and the router, so that they see the host a trusted
+        // proxy forwarded.
+        let client = server.forwarded.apply(environ::Client::peer(remote, https), &mut parts);
 
         // Kept for a Host-based router; today only its refusals matter.
         let refusal = match host::request_host(&parts) {
@@ -280,7 +332,7 @@ impl Shared {
             version: parts.version,
             headers: &parts.headers,
         };
-        let environ = environ::build(&head, &mount.info, remote);
+        let environ = environ::build(&head, &mount.info, &client);
         let body = RequestBody::new(incoming, server.limits.max_body_size, server.limits.io_timeout);
         let (exchange, reply) = Exchange::new(body, parts.method == Method::HEAD, server.limits.io_timeout);
 

@@ -8,8 +8,10 @@ use clap::Parser;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use wsgi_wasm::environ::ServerInfo;
+use wsgi_wasm::http::forwarded::{self, TrustedPeer, TrustedProxies};
 use wsgi_wasm::http::router::{Mount, Router};
 use wsgi_wasm::http::static_files::{self, StaticMount};
+use wsgi_wasm::http::tls::Tls;
 use wsgi_wasm::http::{Limits, Listener, Listening, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache::{self, Source};
@@ -18,7 +20,10 @@ use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant};
 use wsgi_wasm::runtime::{App, AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
 
+mod activation;
 mod spec;
+
+use activation::Activated;
 
 use spec::AppSpec;
 
@@ -35,13 +40,9 @@ pub struct ServeCommand {
     apps: Vec<AppSpec>,
 
     /// Where to listen: HOST:PORT (port 0 picks a free port, printed at startup) or
-    /// unix:PATH for a Unix socket; repeatable to listen on several at once.
-    #[arg(
-        long,
-        short = 'l',
-        default_value = "127.0.0.1:8000",
-        value_name = "HOST:PORT|unix:PATH"
-    )]
+    /// unix:PATH for a Unix socket; repeatable to listen on several at once
+    /// [default: 127.0.0.1:8000, unless a service manager passed sockets (LISTEN_FDS)].
+    #[arg(long, short = 'l', value_name = "HOST:PORT|unix:PATH")]
     listen: Vec<String>,
 
     /// Permissions of --listen unix:PATH sockets, in octal (660: owner and group may
@@ -141,7 +142,26 @@ pub struct ServeCommand {
     /// Do not log a line per request.
     #[arg(long)]
     no_access_log: bool,
+
+    // --- TLS, trusted proxies and socket activation on the listeners (issue 12) ---
+    /// Serve HTTPS on the TCP listeners with this PEM certificate chain (leaf first);
+    /// needs --tls-key. Re-read on SIGHUP: new connections get the new certificate.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Reverse proxies whose X-Forwarded-For/-Proto/-Host or Forwarded headers set
+    /// REMOTE_ADDR, wsgi.url_scheme and HTTP_HOST: IP addresses, CIDR networks, or
+    /// `unix` for peers on --listen unix: sockets; comma-separated or repeatable
+    /// [default: none, the headers are never acted on].
+    #[arg(long, value_name = "IP|CIDR|unix", value_delimiter = ',', value_parser = forwarded::parse_peer)]
+    forwarded_allow_ips: Vec<TrustedPeer>,
 }
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
 /// gunicorn's default worker_connections. It stays under the usual open-file limit
 /// of 1024 (`ulimit -n`) with room for the server's own files, and an idle
@@ -243,10 +263,42 @@ impl ServeCommand {
             apps.push((Arc::new(app), prefix));
         }
 
+        // Read before binding so that a bad certificate fails the start, not the
+        // first handshake.
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+            _ => None,
+        };
+
+        let activated = activation::take_listeners()?;
+        let mut listen = self.listen.clone();
+        if listen.is_empty() && activated.is_empty() {
+            listen.push(DEFAULT_LISTEN.to_owned());
+        }
         let mut bound = Vec::new();
         let mut socket_files = Vec::new();
-        for listen in &self.listen {
-            let (listener, name, port, shown) = if let Some(path) = listen.strip_prefix("unix:") {
+        for socket in activated {
+            // Served like --listen ones; the service manager owns any socket file.
+            let (listener, name, port, shown, tls) = match socket {
+                Activated::Tcp(listener) => {
+                    let listener = TcpListener::from_std(listener)?;
+                    let local = listener.local_addr()?;
+                    let scheme = if tls.is_some() { "https" } else { "http" };
+                    let name = local.ip().to_canonical().to_string();
+                    let shown = format!("{scheme}://{local}/");
+                    (Listener::Tcp(listener), name, local.port(), shown, tls.clone())
+                }
+                Activated::Unix(listener) => {
+                    let path = listener.local_addr()?.as_pathname().map(|p| p.display().to_string());
+                    let shown = format!("unix:{}", path.unwrap_or_default());
+                    let listener = UnixListener::from_std(listener)?;
+                    (Listener::Unix(listener), "localhost".to_owned(), 80, shown, None)
+                }
+            };
+            bound.push((listener, self.server_name.clone().unwrap_or(name), port, shown, tls));
+        }
+        for listen in &listen {
+            let (listener, name, port, shown, tls) = if let Some(path) = listen.strip_prefix("unix:") {
                 let listener = bind_unix(Path::new(path), self.socket_mode)
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 socket_files.push(PathBuf::from(path));
@@ -256,6 +308,7 @@ impl ServeCommand {
                     "localhost".to_owned(),
                     80,
                     format!("unix:{path}"),
+                    None,
                 )
             } else {
                 let listener = bind(listen)
@@ -264,9 +317,11 @@ impl ServeCommand {
                 let local: SocketAddr = listener.local_addr()?;
                 let host = listen.rsplit_once(':').map_or(listen.as_str(), |(h, _)| h);
                 let name = host.trim_matches(['[', ']']).to_owned();
-                (Listener::Tcp(listener), name, local.port(), format!("http://{local}/"))
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let shown = format!("{scheme}://{local}/");
+                (Listener::Tcp(listener), name, local.port(), shown, tls.clone())
             };
-            bound.push((listener, self.server_name.clone().unwrap_or(name), port, shown));
+            bound.push((listener, self.server_name.clone().unwrap_or(name), port, shown, tls));
         }
         for (app, prefix) in &apps {
             let config = app.config();
@@ -282,7 +337,7 @@ impl ServeCommand {
         }
         let mut listeners = Vec::new();
         let mut serving = Vec::new();
-        for (listener, server_name, server_port, shown) in bound {
+        for (listener, server_name, server_port, shown, tls) in bound {
             let mounts = apps
                 .iter()
                 .map(|(app, prefix)| Mount {
@@ -296,7 +351,7 @@ impl ServeCommand {
                 })
                 .collect();
             let router = Router::new(mounts).map_err(anyhow::Error::msg)?;
-            listeners.push(Listening { listener, router });
+            listeners.push(Listening { listener, router, tls });
             serving.push(shown);
         }
         let mut statics = Vec::new();
@@ -315,10 +370,14 @@ impl ServeCommand {
                 max_connections: self.max_connections as usize,
             },
             access_log: !self.no_access_log,
+            forwarded: TrustedProxies::new(&self.forwarded_allow_ips),
         };
         // Scripts and tests parse these exact lines for the real port.
         for shown in serving {
             log::line(format!("Serving HTTP on {shown}"));
+        }
+        if let Some(tls) = tls {
+            tokio::spawn(reload_on_sighup(tls));
         }
         let result = server.run(listeners, shutdown_signal()).await;
         for path in socket_files {
@@ -373,6 +432,20 @@ async fn bind(listen: &str) -> std::io::Result<TcpListener> {
         }
     }
     Err(last_error.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")))
+}
+
+/// SIGHUP re-reads --tls-cert and --tls-key (after a renewal). A file that fails to
+/// load is logged and the certificate in use stays, so a botched renewal does not
+/// take the site down.
+async fn reload_on_sighup(tls: Arc<Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).expect("installing the SIGHUP handler");
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => log::server("SIGHUP: TLS certificate reloaded"),
+            Err(e) => log::server(format!("SIGHUP: keeping the current TLS certificate: {e:#}")),
+        }
+    }
 }
 
 async fn shutdown_signal() {
