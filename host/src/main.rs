@@ -20,6 +20,8 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 /// A WSGI server whose applications run in WebAssembly sandboxes.
 #[derive(Parser)]
 #[command(name = "wsgi-wasm", about, long_about = None)]
+// Parsed once per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Cli {
     Serve(commands::serve::ServeCommand),
     Build(commands::build::BuildCommand),

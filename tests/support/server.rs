@@ -50,7 +50,11 @@ impl Server {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 // Anywhere in the line: with --log-format json it is a record's message.
-                if let Some((_, rest)) = line.split_once("Serving HTTP on http://") {
+                let served = line
+                    .split_once("Serving HTTP on http://")
+                    .or_else(|| line.split_once("Serving HTTP on https://"))
+                    .map(|(_, rest)| rest);
+                if let Some(rest) = served {
                     let addr: SocketAddr = rest.split('/').next().unwrap().parse().unwrap();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);

@@ -20,10 +20,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::wsgi::body::ResponseBody;
-use crate::wsgi::exchange::error_response;
 use crate::log;
 use crate::metrics::Metrics;
+use crate::wsgi::body::ResponseBody;
+use crate::wsgi::exchange::error_response;
 
 /// A probe or scrape is a few hundred bytes; a client that has not sent its
 /// request head by then is not a prober.

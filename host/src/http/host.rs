@@ -15,6 +15,7 @@ pub enum HostError {
     Repeated,
     Invalid,
     InvalidTarget,
+    Conflicting,
 }
 
 impl HostError {
@@ -25,6 +26,7 @@ impl HostError {
             HostError::Repeated => "A request may have only one Host header.",
             HostError::Invalid => "The Host header is not a valid host[:port].",
             HostError::InvalidTarget => "The request target is not a valid http URI.",
+            HostError::Conflicting => "The Host header names another host than :authority.",
         }
     }
 }
@@ -44,9 +46,17 @@ pub fn request_host(parts: &Parts) -> Result<Option<String>, HostError> {
         (Some(_), Some(_)) => return Err(HostError::Repeated),
         (Some(value), None) => Some(parse_host_value(value)?),
         (None, _) if parts.version == Version::HTTP_10 => None,
+        // HTTP/2 names the host in :authority (the target's authority here) and
+        // needs no Host header (RFC 9113 section 8.3.1).
+        (None, _) if parts.version == Version::HTTP_2 && parts.uri.authority().is_some() => None,
         (None, _) => return Err(HostError::Missing),
     };
     match target_authority(&parts.uri)? {
+        // An HTTP/2 request naming two different hosts is malformed (RFC 9113
+        // section 8.3.1), not one where :authority quietly wins.
+        Some(authority) if parts.version == Version::HTTP_2 && header.as_ref().is_some_and(|h| *h != authority) => {
+            Err(HostError::Conflicting)
+        }
         Some(authority) => Ok(Some(authority)),
         None => Ok(header),
     }
@@ -57,6 +67,11 @@ pub fn request_host(parts: &Parts) -> Result<Option<String>, HostError> {
 pub fn absolute_form_host(uri: &Uri) -> Option<HeaderValue> {
     let authority = uri.authority()?;
     HeaderValue::from_str(authority.as_str()).ok()
+}
+
+/// Whether `value` would be accepted as a Host header (a forwarded host must be).
+pub fn is_valid_host_value(value: &HeaderValue) -> bool {
+    !value.is_empty() && parse_host_value(value).is_ok()
 }
 
 fn parse_host_value(value: &HeaderValue) -> Result<String, HostError> {
@@ -167,6 +182,25 @@ mod tests {
         assert_eq!(host_of(Version::HTTP_10, "/", &[]), Ok(None));
         assert_eq!(host_of(Version::HTTP_10, "/", &[b"a b"]), Err(HostError::Invalid));
         assert_eq!(host_of(Version::HTTP_10, "/", &[b"a", b"b"]), Err(HostError::Repeated));
+    }
+
+    #[test]
+    fn http2_takes_the_authority_and_refuses_a_different_host_header() {
+        let target = "https://Example.com:8443/x";
+        assert_eq!(host_of(Version::HTTP_2, target, &[]), Ok(Some("example.com".into())));
+        assert_eq!(
+            host_of(Version::HTTP_2, target, &[b"example.com"]),
+            Ok(Some("example.com".into()))
+        );
+        assert_eq!(
+            host_of(Version::HTTP_2, target, &[b"other.example"]),
+            Err(HostError::Conflicting)
+        );
+        assert_eq!(host_of(Version::HTTP_2, "/x", &[]), Err(HostError::Missing));
+        assert_eq!(
+            host_of(Version::HTTP_2, "/x", &[b"a.example"]),
+            Ok(Some("a.example".into()))
+        );
     }
 
     #[test]

@@ -6,18 +6,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::access_log::{self, AccessLogFormat, Limit, Record};
+use super::connection::{self, Protocols};
+use super::forwarded::TrustedProxies;
 use super::host;
 use super::router::Router;
 use super::static_files::StaticMount;
+use super::tls::Tls;
 use crate::log;
 use crate::metrics::Metrics;
 use crate::wsgi::body::ResponseBody;
@@ -59,7 +61,7 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
 /// connections come and go.
 const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Read buffer per connection; a head that does not fit is refused with 431.
-const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
+pub(super) const READ_BUFFER_BYTES: usize = 2 * MAX_REQUEST_HEAD_BYTES;
 
 /// The routing table all listeners share, swapped whole when a reload deploys new
 /// apps: a request routes on one consistent table, and requests in flight keep
@@ -75,6 +77,8 @@ pub struct Server {
     pub access_log_format: AccessLogFormat,
     /// Per-app counters for the admin listener's /metrics, when it is on.
     pub metrics: Option<Arc<Metrics>>,
+    /// Peers whose X-Forwarded-* / Forwarded headers are believed.
+    pub forwarded: TrustedProxies,
 }
 
 /// A socket the server accepts connections on.
@@ -87,6 +91,8 @@ pub enum Listener {
 pub struct Listening {
     pub listener: Listener,
     pub info: ServerInfo,
+    /// TLS for a TCP listener (--tls-cert); Unix sockets are always plain.
+    pub tls: Option<Arc<Tls>>,
 }
 
 struct Shared {
@@ -95,39 +101,29 @@ struct Shared {
     slots: Arc<Semaphore>,
     /// Taken when shutdown starts; connections accepted after that are dropped.
     graceful: Mutex<Option<GracefulShutdown>>,
-    builder: http1::Builder,
+    protocols: Protocols,
 }
 
 impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight
     /// requests the grace period to finish.
     pub async fn run(self, listeners: Vec<Listening>, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            // `printf 'GET / ...' | nc` and other one-shot clients shut down their
-            // sending side once the request is out; without this hyper takes that EOF
-            // for a client gone away and drops the response.
-            .half_close(true)
-            .header_read_timeout(self.limits.header_timeout)
-            .max_headers(MAX_REQUEST_HEADERS)
-            .max_header_size(MAX_REQUEST_HEAD_BYTES)
-            .max_buf_size(READ_BUFFER_BYTES);
+        let protocols = Protocols::new(&self.limits);
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.limits.max_connections)),
             server: self,
             graceful: Mutex::new(Some(GracefulShutdown::new())),
-            builder,
+            protocols,
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // The accept loops run here, on the thread that runs the server future, not
         // as tasks on the worker threads: those run the guests, and a busy guest
         // must not delay accepting (connections would pile up in the backlog).
-        let accepting =
-            futures::future::join_all(listeners.into_iter().map(|Listening { listener, info }| {
-                shared.clone().accept_loop(listener, Arc::new(info), stopped.clone())
-            }));
+        let accepting = futures::future::join_all(listeners.into_iter().map(|Listening { listener, info, tls }| {
+            shared
+                .clone()
+                .accept_loop(listener, Arc::new(info), tls, stopped.clone())
+        }));
         let stopping = async {
             shutdown.await;
             let _ = stop.send(true);
@@ -146,7 +142,13 @@ impl Server {
 }
 
 impl Shared {
-    async fn accept_loop(self: Arc<Self>, listener: Listener, info: Arc<ServerInfo>, mut stop: watch::Receiver<bool>) {
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: Listener,
+        info: Arc<ServerInfo>,
+        tls: Option<Arc<Tls>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut last_logged: Option<Instant> = None;
         loop {
             let slot = match self.slots.clone().try_acquire_owned() {
@@ -170,11 +172,12 @@ impl Shared {
                 _ = stop.wait_for(|stop| *stop) => break,
             };
             match accepted {
-                Ok(Accepted::Tcp(stream, remote)) => {
-                    let _ = stream.set_nodelay(true);
-                    self.serve_connection(stream, Some(remote), info.clone(), slot);
+                Ok(stream) => {
+                    if let Accepted::Tcp(tcp, _) = &stream {
+                        let _ = tcp.set_nodelay(true);
+                    }
+                    self.serve_connection(stream, info.clone(), tls.clone(), slot);
                 }
-                Ok(Accepted::Unix(stream)) => self.serve_connection(stream, None, info.clone(), slot),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     log::warn(format!("accept failed: {e}"));
@@ -184,12 +187,51 @@ impl Shared {
         }
     }
 
-    fn serve_connection<IO>(
+    fn serve_connection(
         self: &Arc<Self>,
-        io: IO,
-        remote: Option<SocketAddr>,
+        stream: Accepted,
         info: Arc<ServerInfo>,
+        tls: Option<Arc<Tls>>,
         slot: OwnedSemaphorePermit,
+    ) {
+        let Some(watcher) = self.graceful.lock().unwrap().as_ref().map(GracefulShutdown::watcher) else {
+            return;
+        };
+        let shared = self.clone();
+        let header_timeout = self.server.limits.header_timeout;
+        tokio::spawn(async move {
+            match (stream, tls) {
+                (Accepted::Tcp(stream, remote), Some(tls)) => {
+                    // The handshake is part of the request head: a client gets the
+                    // same time for it, and one that stalls is dropped.
+                    let accepted = tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)).await;
+                    let Ok(Ok(stream)) = accepted else { return };
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    shared.drive(stream, h2, Some(remote), true, info, watcher).await;
+                }
+                (Accepted::Tcp(stream, remote), None) => {
+                    if let Some((h2, stream)) = connection::sniff(stream, header_timeout).await {
+                        shared.drive(stream, h2, Some(remote), false, info, watcher).await;
+                    }
+                }
+                (Accepted::Unix(stream), _) => {
+                    if let Some((h2, stream)) = connection::sniff(stream, header_timeout).await {
+                        shared.drive(stream, h2, None, false, info, watcher).await;
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+
+    async fn drive<IO>(
+        self: Arc<Self>,
+        io: IO,
+        h2: bool,
+        remote: Option<SocketAddr>,
+        https: bool,
+        info: Arc<ServerInfo>,
+        watcher: hyper_util::server::graceful::Watcher,
     ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -197,17 +239,15 @@ impl Shared {
         let service = service_fn(move |req| {
             let shared = shared.clone();
             let info = info.clone();
-            async move { Ok::<_, Infallible>(shared.handle(req, &info, remote).await) }
+            async move { Ok::<_, Infallible>(shared.handle(req, &info, remote, https).await) }
         });
-        let Some(watcher) = self.graceful.lock().unwrap().as_ref().map(GracefulShutdown::watcher) else {
-            return;
-        };
-        let conn = watcher.watch(self.builder.serve_connection(TokioIo::new(io), service));
-        tokio::spawn(async move {
-            // Client errors (resets, bad requests, timeouts) end only this connection.
-            let _ = conn.await;
-            drop(slot);
-        });
+        let io = TokioIo::new(io);
+        // Client errors (resets, bad requests, timeouts) end only this connection.
+        if h2 {
+            let _ = watcher.watch(self.protocols.http2.serve_connection(io, service)).await;
+        } else {
+            let _ = watcher.watch(self.protocols.http1.serve_connection(io, service)).await;
+        }
     }
 }
 
@@ -231,6 +271,7 @@ impl Shared {
         req: Request<Incoming>,
         info: &ServerInfo,
         remote: Option<SocketAddr>,
+        https: bool,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let server = &self.server;
@@ -238,12 +279,20 @@ impl Shared {
         // Only kept when it will be logged or counted: it costs an allocation per request.
         let line = (server.access_log || server.metrics.is_some()).then(|| RequestLine {
             method: parts.method.clone(),
-            target: parts.uri.to_string(),
+            // An HTTP/2 request's URI holds :scheme and :authority; log what an
+            // HTTP/1.1 request line would have.
+            target: match (parts.version, parts.uri.path_and_query()) {
+                (hyper::Version::HTTP_2, Some(path)) => path.to_string(),
+                _ => parts.uri.to_string(),
+            },
             version: parts.version,
             referer: parts.headers.get(hyper::header::REFERER).cloned(),
             user_agent: parts.headers.get(hyper::header::USER_AGENT).cloned(),
         });
 
+        // Before the Host rules and the router, so that they see the host a trusted
+        // proxy forwarded.
+        let client = server.forwarded.apply(environ::Client::peer(remote, https), &mut parts);
         let (host, refusal) = match host::request_host(&parts) {
             Ok(host) => (host, refuse_early(&parts, &server.limits)),
             Err(e) => (None, Some((StatusCode::BAD_REQUEST, e.message()))),
@@ -251,7 +300,11 @@ impl Shared {
         if let Some((status, message)) = refusal {
             // Counted against the app the path leads to, though it never ran.
             let path = environ::request_path(&parts.uri);
-            let app = server.routes.load().route(host.as_deref(), &path).map(|m| m.app.clone());
+            let app = server
+                .routes
+                .load()
+                .route(host.as_deref(), &path)
+                .map(|m| m.app.clone());
             let app = app.as_ref().map(|a| a.name());
             let mut response = self.answer_directly(remote, line.as_ref(), status, message, started, app);
             response.headers_mut().insert(
@@ -302,7 +355,7 @@ impl Shared {
             version: parts.version,
             headers: &parts.headers,
         };
-        let environ = environ::build(&head, info, &mount.point, remote);
+        let environ = environ::build(&head, info, &mount.point, &client);
         let body = RequestBody::new(incoming, server.limits.max_body_size, server.limits.io_timeout);
         let (exchange, reply) = Exchange::new(body, parts.method == Method::HEAD, server.limits.io_timeout);
 

@@ -17,8 +17,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use super::engine::EPOCH_TICK;
 use super::grants::{Grants, NetworkPolicy};
 use super::outbound::{TlsConnections, TlsPolicy};
-use crate::wsgi::exchange::Exchange;
 use crate::log;
+use crate::wsgi::exchange::Exchange;
 
 /// Cap on one host computation for a guest when no CPU budget applies (outside a
 /// request): a day is "unbounded" for any real use, and keeps Instant arithmetic

@@ -4,7 +4,7 @@
 //! strings": raw bytes decoded as latin-1, one char per byte, as PEP 3333 says.
 //! The guest SDK adds the Python objects (wsgi.input, wsgi.errors, wsgi.version).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap};
 use hyper::{Method, Uri, Version};
@@ -38,15 +38,37 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
 }
 
+/// Who sent the request and how: the socket's peer, or what a trusted proxy said
+/// about the client behind it (see http::forwarded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Client {
+    /// REMOTE_ADDR; None for a Unix-socket peer, which has no address.
+    pub addr: Option<IpAddr>,
+    /// REMOTE_PORT, when known (a proxy's X-Forwarded-For gives no port).
+    pub port: Option<u16>,
+    /// The request came over TLS: wsgi.url_scheme "https" and HTTPS=on.
+    pub https: bool,
+}
+
+impl Client {
+    pub fn peer(remote: Option<SocketAddr>, https: bool) -> Client {
+        Client {
+            addr: remote.map(|r| r.ip().to_canonical()),
+            port: remote.map(|r| r.port()),
+            https,
+        }
+    }
+}
+
 pub type Environ = Vec<(String, String)>;
 
 pub const SERVER_SOFTWARE: &str = concat!("wsgi-wasm/", env!("CARGO_PKG_VERSION"));
 
 /// Builds the environ the guest receives. Keys with a dot are WSGI extensions that
 /// the guest SDK turns into Python values ("1"/"0" become booleans).
-/// `remote` is None for a client on a Unix socket, which has no address: its
-/// REMOTE_ADDR is empty and it has no REMOTE_PORT, as under gunicorn.
-pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, remote: Option<SocketAddr>) -> Environ {
+/// A client on a Unix socket has no address: its REMOTE_ADDR is empty and it has
+/// no REMOTE_PORT, as under gunicorn.
+pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, client: &Client) -> Environ {
     let mut env: Environ = Vec::with_capacity(16 + head.headers.len());
     let mut put = |k: &str, v: String| env.push((k.to_owned(), v));
 
@@ -60,14 +82,18 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, re
     put("SERVER_PROTOCOL", protocol(head.version).to_owned());
     put("SERVER_SOFTWARE", SERVER_SOFTWARE.to_owned());
     put("GATEWAY_INTERFACE", "CGI/1.1".to_owned());
-    match remote {
-        Some(remote) => {
-            put("REMOTE_ADDR", remote.ip().to_canonical().to_string());
-            put("REMOTE_PORT", remote.port().to_string());
-        }
-        None => put("REMOTE_ADDR", String::new()),
+    put("REMOTE_ADDR", client.addr.map(|a| a.to_string()).unwrap_or_default());
+    if let Some(port) = client.port {
+        put("REMOTE_PORT", port.to_string());
     }
-    put("wsgi.url_scheme", "http".to_owned());
+    if client.https {
+        // What CGI servers and Django's request.is_secure() fallbacks look at.
+        put("HTTPS", "on".to_owned());
+    }
+    put(
+        "wsgi.url_scheme",
+        if client.https { "https" } else { "http" }.to_owned(),
+    );
     // Each instance runs one request at a time on one thread; concurrent requests
     // go to separate instances, which is what WSGI calls multiprocess.
     put("wsgi.multithread", "0".to_owned());
@@ -102,8 +128,10 @@ fn protocol(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_3 => "HTTP/3",
+        // CGI's SERVER_PROTOCOL is "HTTP/" major "." minor (RFC 3875 section 4.1.16),
+        // which is also what nginx and Apache pass on for HTTP/2.
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/1.1",
     }
 }
@@ -204,12 +232,8 @@ pub fn synthetic(method: &str, target: &str) -> Environ {
         server_name: "localhost".into(),
         server_port: 80,
     };
-    build(
-        &head,
-        &server,
-        &MountPoint::default(),
-        Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
-    )
+    let client = Client::peer(Some(SocketAddr::from(([127, 0, 0, 1], 40000))), false);
+    build(&head, &server, &MountPoint::default(), &client)
 }
 
 /// Decodes %XX escapes; a '%' not followed by two hex digits is kept as it is,
@@ -264,7 +288,7 @@ mod tests {
             &head,
             &setup.server,
             &setup.mount,
-            Some("10.1.2.3:5555".parse().unwrap()),
+            &Client::peer(Some("10.1.2.3:5555".parse().unwrap()), false),
         )
     }
 

@@ -11,10 +11,10 @@ use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Limit;
-use super::body::{BodyAborted, Chunk, ResponseBody};
 use super::environ::SERVER_SOFTWARE;
 use super::request_body::{ReadError, RequestBody};
 use super::response::ResponseHead;
+use crate::wsgi::body::{BodyAborted, Chunk, ResponseBody};
 
 /// Body chunks queued between the guest and the socket. Small on purpose: when the
 /// client reads slowly, the guest's `write` waits instead of the host buffering.

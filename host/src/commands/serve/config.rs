@@ -221,7 +221,7 @@ fn relative_to(base: &Path, key: &str, value: &mut Value) {
                 }
             }
         }
-        ("cache-dir" | "ca-file", Value::String(path)) => *path = absolute(path),
+        ("cache-dir" | "ca-file" | "tls-cert" | "tls-key", Value::String(path)) => *path = absolute(path),
         _ => {}
     }
 }

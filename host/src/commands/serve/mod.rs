@@ -7,21 +7,25 @@ use arc_swap::ArcSwap;
 use clap::Parser;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
-use wsgi_wasm::http::static_files::StaticMount;
-use wsgi_wasm::http::{Listener, Listening, Server};
 use wsgi_wasm::http::access_log::AccessLogFormat;
+use wsgi_wasm::http::forwarded::TrustedProxies;
+use wsgi_wasm::http::static_files::StaticMount;
+use wsgi_wasm::http::tls::Tls;
+use wsgi_wasm::http::{Listener, Listening, Server};
 use wsgi_wasm::log;
 use wsgi_wasm::runtime::Runtime;
 use wsgi_wasm::runtime::cache;
 use wsgi_wasm::runtime::engine::EngineSettings;
 use wsgi_wasm::wsgi::environ::ServerInfo;
 
+mod activation;
 mod admin;
 mod config;
 mod deploy;
 mod options;
 mod spec;
 
+use activation::Activated;
 use deploy::{Deployment, Tenant};
 use options::{AppOptions, ServerOptions};
 use spec::AppSpec;
@@ -180,10 +184,43 @@ impl ServeCommand {
         let router = deployment.start(tenants).await?;
         let routes = Arc::new(ArcSwap::from_pointee(router));
 
+        // Read before binding so that a bad certificate fails the start, not the
+        // first handshake.
+        let tls = match (&server.tls_cert, &server.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together: give both, or neither"),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let activated = activation::take_listeners()?;
+        let listen = server.listen(!activated.is_empty());
         let mut bound = Vec::new();
         let mut socket_files = Vec::new();
-        for listen in server.listen() {
-            let (listener, name, port, shown) = if let Some(path) = listen.strip_prefix("unix:") {
+        for socket in activated {
+            // Served like --listen ones; the service manager owns any socket file.
+            let (listener, name, port, shown, tls) = match socket {
+                Activated::Tcp(listener) => {
+                    let listener = TcpListener::from_std(listener)?;
+                    let local = listener.local_addr()?;
+                    let name = local.ip().to_canonical().to_string();
+                    let shown = format!("{scheme}://{local}/");
+                    (Listener::Tcp(listener), name, local.port(), shown, tls.clone())
+                }
+                Activated::Unix(listener) => {
+                    let path = listener.local_addr()?.as_pathname().map(|p| p.display().to_string());
+                    let shown = format!("unix:{}", path.unwrap_or_default());
+                    let listener = UnixListener::from_std(listener)?;
+                    (Listener::Unix(listener), "localhost".to_owned(), 80, shown, None)
+                }
+            };
+            let info = ServerInfo {
+                server_name: server.server_name.clone().unwrap_or(name),
+                server_port: port,
+            };
+            bound.push((Listening { listener, info, tls }, shown));
+        }
+        for listen in listen {
+            let (listener, name, port, shown, tls) = if let Some(path) = listen.strip_prefix("unix:") {
                 let listener = bind_unix(Path::new(path), server.socket_mode)
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 socket_files.push(PathBuf::from(path));
@@ -193,6 +230,7 @@ impl ServeCommand {
                     "localhost".to_owned(),
                     80,
                     format!("unix:{path}"),
+                    None,
                 )
             } else {
                 let listener = bind(&listen)
@@ -201,13 +239,14 @@ impl ServeCommand {
                 let local: SocketAddr = listener.local_addr()?;
                 let host = listen.rsplit_once(':').map_or(listen.as_str(), |(h, _)| h);
                 let name = host.trim_matches(['[', ']']).to_owned();
-                (Listener::Tcp(listener), name, local.port(), format!("http://{local}/"))
+                let shown = format!("{scheme}://{local}/");
+                (Listener::Tcp(listener), name, local.port(), shown, tls.clone())
             };
             let info = ServerInfo {
                 server_name: server.server_name.clone().unwrap_or(name),
                 server_port: port,
             };
-            bound.push((Listening { listener, info }, shown));
+            bound.push((Listening { listener, info, tls }, shown));
         }
         let mut statics = Vec::new();
         for (prefix, dir) in &server.statics {
@@ -224,6 +263,7 @@ impl ServeCommand {
             metrics: metrics.clone(),
             access_log_format: server.access_log_format.unwrap_or(AccessLogFormat::Combined),
             routes: routes.clone(),
+            forwarded: TrustedProxies::new(&server.forwarded_allow_ips),
             statics,
             limits: server.limits(),
             access_log: !server.no_access_log,
@@ -241,6 +281,15 @@ impl ServeCommand {
                 return;
             };
             while hangups.recv().await.is_some() {
+                // After a renewal: a file that fails to load is logged and the
+                // certificate in use stays, so a botched renewal does not take the
+                // site down.
+                if let Some(tls) = &tls {
+                    match tls.reload() {
+                        Ok(()) => log::server("SIGHUP: TLS certificate reloaded"),
+                        Err(e) => log::server(format!("SIGHUP: keeping the current TLS certificate: {e:#}")),
+                    }
+                }
                 log::server("SIGHUP received: reloading apps");
                 match self.plan() {
                     Ok(plan) => {

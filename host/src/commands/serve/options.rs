@@ -13,8 +13,9 @@ use serde::{Deserialize, Deserializer};
 
 use wsgi_wasm::http::Limits;
 use wsgi_wasm::http::access_log::AccessLogFormat;
-use wsgi_wasm::log::{self, LogFormat, LogSettings};
+use wsgi_wasm::http::forwarded::{self, TrustedPeer};
 use wsgi_wasm::http::static_files;
+use wsgi_wasm::log::{self, LogFormat, LogSettings};
 use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant, HttpOrigin};
 use wsgi_wasm::runtime::{AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
@@ -206,7 +207,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
 pub struct ServerOptions {
     /// Where to listen: HOST:PORT (port 0 picks a free port, printed at startup) or
     /// unix:PATH for a Unix socket; repeatable to listen on several at once
-    /// [default: 127.0.0.1:8000].
+    /// [default: 127.0.0.1:8000, unless a service manager passed sockets (LISTEN_FDS)].
     #[arg(long, short = 'l', value_name = "HOST:PORT|unix:PATH")]
     #[serde(default, deserialize_with = "one_or_many")]
     pub listen: Vec<String>,
@@ -301,6 +302,24 @@ pub struct ServerOptions {
     /// from the public listeners [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     pub admin_listen: Option<String>,
+
+    // --- TLS, trusted proxies (issue 12) ---
+    /// Serve HTTPS on the TCP listeners with this PEM certificate chain (leaf first);
+    /// needs --tls-key. Re-read on SIGHUP: new connections get the new certificate.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Reverse proxies whose X-Forwarded-For/-Proto/-Host or Forwarded headers set
+    /// REMOTE_ADDR, wsgi.url_scheme and HTTP_HOST: IP addresses, CIDR networks, or
+    /// `unix` for peers on --listen unix: sockets; comma-separated or repeatable
+    /// [default: none, the headers are never acted on].
+    #[arg(long, value_name = "IP|CIDR|unix", value_delimiter = ',', value_parser = forwarded::parse_peer)]
+    #[serde(default, deserialize_with = "parsed_list")]
+    pub forwarded_allow_ips: Vec<TrustedPeer>,
 }
 
 /// A list the command line gives replaces the file's.
@@ -329,11 +348,16 @@ impl ServerOptions {
             log_format: more.log_format.or(self.log_format),
             access_log_format: more.access_log_format.or(self.access_log_format),
             admin_listen: more.admin_listen.clone().or_else(|| self.admin_listen.clone()),
+            tls_cert: more.tls_cert.clone().or_else(|| self.tls_cert.clone()),
+            tls_key: more.tls_key.clone().or_else(|| self.tls_key.clone()),
+            forwarded_allow_ips: pick(&self.forwarded_allow_ips, &more.forwarded_allow_ips),
         }
     }
 
-    pub fn listen(&self) -> Vec<String> {
-        if self.listen.is_empty() {
+    /// Where to listen: the given addresses, or the default unless a service
+    /// manager passed sockets in (`activated`).
+    pub fn listen(&self, activated: bool) -> Vec<String> {
+        if self.listen.is_empty() && !activated {
             vec![DEFAULT_LISTEN.to_owned()]
         } else {
             self.listen.clone()
