@@ -14,7 +14,7 @@ use crate::support::server::Server;
 
 /// Long enough for a loaded 2-core machine to compile nothing (components come
 /// from the test cache) and reload a few apps.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("hosting.toml");

@@ -229,9 +229,14 @@ impl Deployment {
             Source::Compiled => "compiled",
             Source::Shared => "shared with another app",
         };
-        // Creating one instance proves the app starts, and leaves it warm for the
-        // first request (reclaimed after idle-timeout like any other).
-        app.warm_up().await?;
+        // Creating one instance proves the component starts, and leaves it warm
+        // for the first request (reclaimed after idle-timeout like any other). A
+        // component another app already runs has proven that: its other tenants
+        // create their first instance on their first request (a millisecond or
+        // so), which keeps a start with a thousand tenants on a few components short.
+        if report.source != Source::Shared {
+            app.warm_up().await?;
+        }
         let config = app.config();
         let hosts = tenant
             .host_patterns()

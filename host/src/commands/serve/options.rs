@@ -63,7 +63,7 @@ pub struct AppOptions {
     #[serde(default, deserialize_with = "size")]
     pub max_memory: Option<u64>,
 
-    /// CPU time one request may use before it is stopped with 500 [default: 30s].
+    /// CPU time one request may use before it is stopped (504) [default: 30s].
     #[arg(long, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub cpu_timeout: Option<Duration>,
