@@ -382,11 +382,21 @@ fn count(log: &str, needle: &str) -> usize {
 fn ten_live_deploys_under_load_fail_no_request_and_a_broken_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let versions = [python_fixtures(), demo()];
+    // Compiled ahead, as a deploy step would: each reload then loads from the cache
+    // instead of compiling while the other tests load the machine.
+    let compiled = Command::new(wsgi_wasm_bin())
+        .arg("compile")
+        .args(&versions)
+        .arg("--cache-dir")
+        .arg(aot_cache_dir())
+        .output()
+        .unwrap();
+    assert!(compiled.status.success(), "{}", String::from_utf8_lossy(&compiled.stderr));
     let component = dir.path().join("app.wasm");
     deploy_file(&versions[0], &component);
     let config = write_config(
         dir.path(),
-        "max-memory = \"128MiB\"\ninstances = 2\n[apps.site]\ncomponent = \"app.wasm\"\n",
+        "max-memory = \"128MiB\"\ninstances = 2\nno-access-log = true\n[apps.site]\ncomponent = \"app.wasm\"\n",
     );
     let server = start_config(&config);
 
