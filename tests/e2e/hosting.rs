@@ -391,7 +391,11 @@ fn ten_live_deploys_under_load_fail_no_request_and_a_broken_one_is_refused() {
         .arg(aot_cache_dir())
         .output()
         .unwrap();
-    assert!(compiled.status.success(), "{}", String::from_utf8_lossy(&compiled.stderr));
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
     let component = dir.path().join("app.wasm");
     deploy_file(&versions[0], &component);
     let config = write_config(
