@@ -6,21 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::client::environ_of;
 use crate::support::client::{curl, parse_response};
 use crate::support::components::{aot_cache_dir, python_fixtures, wsgi_wasm_bin};
 use crate::support::server::Server;
-
-/// The environ an app saw: {"KEY": value} for plain values.
-fn environ_of(body: &[u8]) -> serde_json::Value {
-    let described: serde_json::Value = serde_json::from_slice(body).unwrap();
-    let mut plain = serde_json::Map::new();
-    for (key, entry) in described.as_object().unwrap() {
-        if let Some(value) = entry.get("value") {
-            plain.insert(key.clone(), value.clone());
-        }
-    }
-    serde_json::Value::Object(plain)
-}
 
 fn curl_unix(socket: &Path, path: &str) -> crate::support::client::CurlResponse {
     curl(&[

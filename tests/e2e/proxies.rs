@@ -7,21 +7,10 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::client::environ_of;
 use crate::support::client::{curl, parse_response, raw_exchange};
 use crate::support::components::{aot_cache_dir, python_fixtures, wsgi_wasm_bin};
 use crate::support::server::Server;
-
-/// The environ an app saw: {"KEY": value} for plain values.
-fn environ_of(body: &[u8]) -> serde_json::Value {
-    let described: serde_json::Value = serde_json::from_slice(body).unwrap();
-    let mut plain = serde_json::Map::new();
-    for (key, entry) in described.as_object().unwrap() {
-        if let Some(value) = entry.get("value") {
-            plain.insert(key.clone(), value.clone());
-        }
-    }
-    serde_json::Value::Object(plain)
-}
 
 const FORWARDED_REQUEST: &[u8] = b"GET /environ HTTP/1.1\r\nHost: backend:8000\r\n\
     X-Forwarded-For: 6.6.6.6, 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::support::client::curl;
+use crate::support::client::environ_of;
 use crate::support::components::{aot_cache_dir, python_fixtures, wsgi_wasm_bin};
 use crate::support::server::Server;
 
@@ -111,18 +112,6 @@ fn start_tls(cert: &Path, key: &Path, extra: &[&str]) -> Server {
 
 fn https_url(server: &Server, path: &str) -> String {
     format!("https://{}{path}", server.addr)
-}
-
-/// The environ an app saw: {"KEY": value} for plain values.
-fn environ_of(body: &[u8]) -> serde_json::Value {
-    let described: serde_json::Value = serde_json::from_slice(body).unwrap();
-    let mut plain = serde_json::Map::new();
-    for (key, entry) in described.as_object().unwrap() {
-        if let Some(value) = entry.get("value") {
-            plain.insert(key.clone(), value.clone());
-        }
-    }
-    serde_json::Value::Object(plain)
 }
 
 /// What `openssl s_client` reports about a fresh handshake.

@@ -208,3 +208,15 @@ pub fn rss_mib(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// The environ an app saw: {"KEY": value} for plain values.
+pub fn environ_of(body: &[u8]) -> serde_json::Value {
+    let described: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let mut plain = serde_json::Map::new();
+    for (key, entry) in described.as_object().unwrap() {
+        if let Some(value) = entry.get("value") {
+            plain.insert(key.clone(), value.clone());
+        }
+    }
+    serde_json::Value::Object(plain)
+}

@@ -44,7 +44,7 @@ pub fn format(format: AccessLogFormat, r: &Record<'_>, now: SystemTime) -> Strin
     let client = r
         .client
         .map_or_else(|| "-".to_owned(), |ip| ip.to_canonical().to_string());
-    let version = version_str(r.version);
+    let version = crate::wsgi::environ::protocol(r.version);
     let ms = r.duration.as_secs_f64() * 1000.0;
     match format {
         AccessLogFormat::Common | AccessLogFormat::Combined => {
@@ -99,16 +99,6 @@ pub fn format(format: AccessLogFormat, r: &Record<'_>, now: SystemTime) -> Strin
             })
             .to_string()
         }
-    }
-}
-
-fn version_str(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
     }
 }
 

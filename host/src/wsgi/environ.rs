@@ -124,7 +124,8 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, cl
     env
 }
 
-fn protocol(version: Version) -> &'static str {
+/// SERVER_PROTOCOL for a request of this version; the access log names it the same way.
+pub fn protocol(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",
