@@ -86,10 +86,21 @@ class _Call:
             _host(server.write_body_latin1, piece, total)
 
     def write_file(self, wrapper, total):
-        """A regular file of `total` bytes from wsgi.file_wrapper: sent block by
-        block with Content-Length (unless the app set one). A file that grew is
-        cut at `total`; one that shrank ends the connection short, as the host
-        does for any body shorter than its length."""
+        """A regular file of `total` bytes from wsgi.file_wrapper, with
+        Content-Length (unless the app set one). A file under a granted directory
+        is sent by the host from the disk; any other (a file bundled in the
+        snapshot) block by block through here. A file that grew is cut at
+        `total`; one that shrank ends the connection short, as the host does for
+        any body shorter than its length."""
+        location = wrapper.location()
+        if location is not None:
+            try:
+                server.send_file(location[0], location[1], total)
+                self.headers_sent = True
+                return
+            except Err as e:
+                if not e.value.startswith(SEND_FILE_UNAVAILABLE):
+                    raise ClientDisconnected(e.value) from None
         sent = 0
         for block in wrapper:
             block = self._check(block)[: total - sent]
@@ -112,6 +123,9 @@ class _Call:
             raise TypeError(f"response body chunks must be bytes, not {type(data).__name__}")
         return data
 
+
+# How send-file's errors begin when the host sent nothing (see wsgi.wit).
+SEND_FILE_UNAVAILABLE = "unavailable:"
 
 # Body bytes cross to the host as latin-1 strings, at most this many per call: see
 # write-latin1 in wsgi.wit (componentize-py leaks list<u8> arguments, not strings).

@@ -126,7 +126,8 @@ FILE_BLOCK = 256 * 1024
 class FileWrapper:
     """wsgi.file_wrapper (PEP 3333's optional platform file handling): iterates a
     file-like object in FILE_BLOCK blocks and closes it when the response ends.
-    The adapter recognises it: a regular file is sent with a Content-Length."""
+    The adapter recognises it: a regular file is sent with a Content-Length, by
+    the host straight from the disk when it is under a granted directory."""
 
     def __init__(self, filelike, blksize=FILE_BLOCK):
         self.filelike = filelike
@@ -142,6 +143,20 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
+
+    def location(self):
+        """(absolute path, position) of the file as the guest sees it, for the
+        host to send it from the disk; None if it has no path (an in-memory file,
+        a file opened from a descriptor)."""
+        import os
+
+        name = getattr(self.filelike, "name", None)
+        if type(name) is not str:
+            return None
+        try:
+            return os.path.abspath(name), self.filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            return None
 
     def remaining(self):
         """Bytes left in a regular file from its position, or None if unknown."""

@@ -16,6 +16,7 @@ use super::cache::Source;
 use super::capacity::{Capacity, SlotPermit};
 use super::components::Linked;
 use super::engine::EPOCH_TICK;
+use super::files::GrantedFiles;
 use super::grants::{Grants, NetworkPolicy};
 use super::outbound::TlsPolicy;
 use super::state::GuestState;
@@ -76,6 +77,8 @@ pub struct App {
     network: Arc<NetworkPolicy>,
     /// `config.grants.http`'s https origins and the roots to verify them with.
     tls: Arc<TlsPolicy>,
+    /// `config.grants.dirs`, opened once at load, for the files the host sends.
+    files: Arc<GrantedFiles>,
     idle: Mutex<Vec<Instance>>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -139,6 +142,7 @@ impl App {
         }
         let network = NetworkPolicy::resolve(&config.grants.tcp_destinations()).map_err(anyhow::Error::msg)?;
         let tls = TlsPolicy::new(&config.grants.http, config.grants.ca_file.as_deref()).map_err(anyhow::Error::msg)?;
+        let files = GrantedFiles::open(&config.grants.dirs).context("--dir")?;
         let (linked, source) = runtime.components.load(path)?;
         let name: Arc<str> = match name {
             Some(name) => name.into(),
@@ -147,6 +151,7 @@ impl App {
         let app = Arc::new(App {
             network,
             tls,
+            files,
             name,
             linked,
             capacity: runtime.capacity.clone(),
@@ -337,6 +342,7 @@ impl App {
             &self.config.grants,
             self.network.clone(),
             self.tls.clone(),
+            self.files.clone(),
         )?;
         let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let mut store = Store::new(&self.engine, state);

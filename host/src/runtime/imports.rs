@@ -36,6 +36,10 @@ const MAX_HASH_NAME: usize = 32;
 
 type Answer = (Result<(), String>,);
 
+/// How `send-file` errors begin when nothing was sent, so the guest may send the
+/// file itself (one the host cannot open: say, a file bundled in the snapshot).
+const UNAVAILABLE: &str = "unavailable:";
+
 pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
     let mut server = linker.instance(SERVER_INTERFACE)?;
 
@@ -106,6 +110,23 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
                     return Ok((Err(message),));
                 }
                 Ok((exchange.write(piece).await,))
+            })
+        },
+    )?;
+
+    server.func_wrap_async(
+        "send-file",
+        |mut store: StoreContextMut<'_, GuestState>, (path, offset, length): (WasmStr, u64, u64)| {
+            Box::new(async move {
+                let path = match path.to_str(&store) {
+                    Ok(path) => path.into_owned(),
+                    Err(e) => return Ok((Err(format!("{UNAVAILABLE} malformed path: {e}")),)),
+                };
+                let file = match store.data().files.open_file(&path) {
+                    Ok(file) => file,
+                    Err(message) => return Ok((Err(format!("{UNAVAILABLE} {message}")),)),
+                };
+                send_file(&mut store, file, offset, length).await
             })
         },
     )?;
@@ -189,6 +210,49 @@ async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmLi
             return Ok((Err(message),));
         }
         offset = end;
+    }
+    Ok((Ok(()),))
+}
+
+/// `length` bytes of `file` from `offset` as the response body, a piece at a time,
+/// each read from the disk off the executor's threads.
+async fn send_file(
+    store: &mut StoreContextMut<'_, GuestState>,
+    file: std::fs::File,
+    offset: u64,
+    length: u64,
+) -> wasmtime::Result<Answer> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Ok((Err(format!(
+            "{UNAVAILABLE} the file has {size} bytes: {length} from offset {offset} is past its end"
+        )),));
+    }
+    let mut file = tokio::fs::File::from_std(file);
+    if let Err(e) = file.seek(std::io::SeekFrom::Start(offset)).await {
+        return Ok((Err(format!("{UNAVAILABLE} reading the file failed: {e}")),));
+    }
+    if let Err(message) = exchange(store)?.declare_length(length) {
+        return Ok((Err(message),));
+    }
+    if length == 0 {
+        return Ok((exchange(store)?.write_body(Bytes::new()).await,));
+    }
+    let mut left = length;
+    while left > 0 {
+        let mut piece = vec![0; MAX_WRITE_PIECE.min(usize::try_from(left).unwrap_or(usize::MAX))];
+        let read = match file.read(&mut piece).await {
+            Ok(0) => return Ok((Err("the file shrank while it was being sent".to_owned()),)),
+            Ok(read) => read,
+            Err(e) => return Ok((Err(format!("reading the file failed: {e}")),)),
+        };
+        piece.truncate(read);
+        left -= read as u64;
+        if let Err(message) = exchange(store)?.write(Bytes::from(piece)).await {
+            return Ok((Err(message),));
+        }
     }
     Ok((Ok(()),))
 }

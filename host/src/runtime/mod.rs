@@ -8,6 +8,7 @@ pub mod capacity;
 pub mod components;
 pub mod crypto;
 pub mod engine;
+pub mod files;
 pub mod grants;
 pub mod imports;
 pub mod network;

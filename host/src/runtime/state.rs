@@ -15,6 +15,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::engine::EPOCH_TICK;
+use super::files::GrantedFiles;
 use super::grants::{Grants, NetworkPolicy};
 use super::outbound::{TlsConnections, TlsPolicy};
 use crate::log;
@@ -40,6 +41,8 @@ pub struct GuestState {
     pub network: Arc<NetworkPolicy>,
     /// TLS connections the host holds for this guest (`--allow-http https://`).
     pub tls: TlsConnections,
+    /// The granted directories, for files the host sends (`send-file`).
+    pub files: Arc<GrantedFiles>,
 }
 
 impl GuestState {
@@ -49,6 +52,7 @@ impl GuestState {
         grants: &Grants,
         network: Arc<NetworkPolicy>,
         tls: Arc<TlsPolicy>,
+        files: Arc<GrantedFiles>,
     ) -> wasmtime::Result<Self> {
         let mut builder = WasiCtx::builder();
         builder
@@ -102,6 +106,7 @@ impl GuestState {
             app,
             network,
             tls: TlsConnections::new(tls),
+            files,
         })
     }
 
