@@ -1,5 +1,6 @@
 //! Services the host lends the sandbox because its CPython lacks them:
-//! `hashlib.pbkdf2_hmac` computed by the host, within the request's CPU limit;
+//! `hashlib.pbkdf2_hmac` and `hashlib.scrypt` computed by the host, within the
+//! request's CPU limit;
 //! and an `ssl` module that imports, for packages that merely import it (its TLS,
 //! through the host, is tested in outbound.rs).
 
@@ -74,6 +75,58 @@ fn pbkdf2_hmac_in_the_sandbox_matches_native_cpython() {
     ] {
         assert_eq!(
             curl(&[&server.url(&format!("/pbkdf2?{query}"))]).text(),
+            error,
+            "{query}"
+        );
+    }
+}
+
+fn native_scrypt(query: &str) -> String {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib,sys,urllib.parse as u; q=dict(u.parse_qsl(sys.argv[1], keep_blank_values=True)); \
+             print(hashlib.scrypt(q['password'].encode(), salt=q['salt'].encode(), n=int(q['n']), \
+             r=int(q['r']), p=int(q['p']), dklen=int(q.get('dklen', 64))).hex())",
+            query,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn scrypt_in_the_sandbox_matches_native_cpython_within_the_hosts_bounds() {
+    let server = Server::start(&python_fixtures(), &[]);
+    for query in [
+        "password=p%C3%A4ssword&salt=s%C3%A4lt&n=1024&r=8&p=16",
+        // Django's ScryptPasswordHasher defaults.
+        "password=secret&salt=salt&n=16384&r=8&p=1",
+        "password=&salt=&n=16&r=1&p=1&dklen=10",
+    ] {
+        let sandboxed = curl(&[&server.url(&format!("/scrypt?{query}"))]).text();
+        assert_eq!(sandboxed, native_scrypt(query), "{query}");
+        assert!(sandboxed.len() >= 20, "{sandboxed}");
+    }
+    for (query, error) in [
+        ("n=1000&r=8&p=1", "error: ValueError: n must be a power of 2."),
+        // 2^16 * 8 * 128 bytes is over Python's default maxmem (32 MiB).
+        (
+            "n=65536&r=8&p=1",
+            "error: ValueError: Invalid parameter combination for n, r, p, maxmem.",
+        ),
+        // Allowed by a larger maxmem, but more than the host lends one call.
+        (
+            "n=65536&r=8&p=1&maxmem=1073741824",
+            "error: ValueError: n, r and p ask for more than the host lends one call (64 MiB of memory, 256 MiB of work)",
+        ),
+        (
+            "n=16384&r=8&p=64&maxmem=1073741824",
+            "error: ValueError: n, r and p ask for more than the host lends one call (64 MiB of memory, 256 MiB of work)",
+        ),
+    ] {
+        assert_eq!(
+            curl(&[&server.url(&format!("/scrypt?salt=s&{query}"))]).text(),
             error,
             "{query}"
         );

@@ -343,13 +343,48 @@ def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
         raise ValueError(e.value) from None
 
 
+def _scrypt(password, *, salt=None, n=None, r=None, p=None, maxmem=0, dklen=64):
+    """hashlib.scrypt, computed by the host (no OpenSSL in the sandbox). Same
+    arguments, results and errors as CPython's, plus the host's bounds on memory
+    and work (a ValueError naming them); its time counts against the request's
+    CPU limit. Not available while building: there is no host then."""
+    from componentize_py_types import Err
+    from wit_world.imports import server
+
+    if at_build_time:
+        raise RuntimeError("hashlib.scrypt is computed by the server: call it while serving, not at build time")
+    password = bytes(memoryview(password))
+    if salt is None:
+        raise TypeError("salt is required")
+    salt = bytes(memoryview(salt))
+    for name, value in (("n", n), ("r", r), ("p", p)):
+        if value is None:
+            raise TypeError(f"{name} is required")
+        if type(value) is not int:
+            raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
+    if n < 2 or n & (n - 1):
+        raise ValueError("n must be a power of 2.")
+    if not 0 <= maxmem <= 0x7FFFFFFF:
+        raise ValueError("maxmem must be positive and smaller than 2147483647")
+    if not 1 <= dklen <= 0x7FFFFFFF:
+        raise ValueError("dklen must be greater than 0 and smaller than 2147483647")
+    if not (1 <= r <= 0xFFFFFFFF and 1 <= p <= 0xFFFFFFFF and n <= 0xFFFFFFFFFFFFFFFF):
+        raise ValueError("Invalid parameter combination for n, r, p, maxmem.")
+    try:
+        return bytes(server.scrypt(password.decode("latin-1"), salt.decode("latin-1"), n, r, p, maxmem, dklen))
+    except Err as e:
+        raise ValueError(e.value) from None
+
+
 def _compat():
-    """Fills stdlib gaps of CPython for WASI (pbkdf2_hmac, an importable ssl) and makes
+    """Fills stdlib gaps of CPython for WASI (pbkdf2_hmac, scrypt, an importable ssl) and makes
     refusals of ungranted network use say which option allows it."""
     import hashlib
 
     if not hasattr(hashlib, "pbkdf2_hmac"):
         hashlib.pbkdf2_hmac = _pbkdf2_hmac
+    if not hasattr(hashlib, "scrypt"):
+        hashlib.scrypt = _scrypt
     try:
         import ssl  # noqa: F401
     except ImportError:

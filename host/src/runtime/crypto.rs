@@ -1,5 +1,6 @@
-//! Key derivation lent to guests: `hashlib.pbkdf2_hmac`, which the sandbox's
-//! CPython lacks (no OpenSSL) and which is ~10x slower written in Python.
+//! Key derivation lent to guests: `hashlib.pbkdf2_hmac` and `hashlib.scrypt`,
+//! which the sandbox's CPython lacks (no OpenSSL); PBKDF2 is ~10x slower written
+//! in Python, and scrypt's memory-hard loop would be slower still.
 //!
 //! The loop is written here over the RustCrypto `hmac` and `sha1`/`sha2` crates
 //! rather than taken from the `pbkdf2` crate because it must stop when the
@@ -85,6 +86,78 @@ fn derive<M: Mac + KeyInit + Clone>(
     Ok(())
 }
 
+/// Most memory one scrypt call may use (128 * r * (n + p + 2) bytes, the
+/// figure OpenSSL checks `maxmem` against): 4x Django's default (n=2^14, r=8:
+/// 16 MiB). It is host memory, outside the guest's --max-memory, so it is capped
+/// well below what a guest could ask (Python allows maxmem up to 2 GiB).
+pub const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
+/// Python's (OpenSSL's) default `maxmem` when the caller passes 0.
+const DEFAULT_SCRYPT_MAXMEM: u64 = 32 << 20;
+/// Most work one scrypt call may do, as the bytes its mixing loops pass over
+/// (128 * r * n * p): 16x Django's default. The crate's loop cannot be stopped
+/// midway, so this bounds how far one call can run past the request's CPU
+/// limit (the deadline is checked before it starts).
+pub const MAX_SCRYPT_WORK: u64 = 256 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ScryptError {
+    #[error("n must be a power of 2.")]
+    BadN,
+    #[error("Invalid parameter combination for n, r, p, maxmem.")]
+    BadCombination,
+    #[error(
+        "n, r and p ask for more than the host lends one call ({} MiB of memory, {} MiB of work)",
+        MAX_SCRYPT_MEMORY >> 20,
+        MAX_SCRYPT_WORK >> 20
+    )]
+    TooCostly,
+    #[error("key length must be between 1 and {MAX_DERIVED_KEY_BYTES} bytes")]
+    BadLength,
+    #[error("stopped: the request's CPU time ran out")]
+    DeadlinePassed,
+}
+
+/// scrypt (RFC 7914) with Python's parameter rules (`maxmem` 0 means 32 MiB),
+/// refused before any work when it would pass the host's bounds or `deadline`
+/// has already passed.
+pub fn scrypt(
+    password: &[u8],
+    salt: &[u8],
+    (n, r, p): (u64, u32, u32),
+    maxmem: u64,
+    dklen: u32,
+    deadline: Instant,
+) -> Result<Vec<u8>, ScryptError> {
+    if n < 2 || !n.is_power_of_two() {
+        return Err(ScryptError::BadN);
+    }
+    if dklen == 0 || dklen > MAX_DERIVED_KEY_BYTES {
+        return Err(ScryptError::BadLength);
+    }
+    let maxmem = if maxmem == 0 { DEFAULT_SCRYPT_MAXMEM } else { maxmem };
+    let block = 128 * u64::from(r);
+    let memory = n
+        .checked_add(u64::from(p) + 2)
+        .and_then(|blocks| blocks.checked_mul(block))
+        .ok_or(ScryptError::BadCombination)?;
+    if r == 0 || p == 0 || memory > maxmem {
+        return Err(ScryptError::BadCombination);
+    }
+    let work = block.saturating_mul(n).saturating_mul(u64::from(p));
+    if memory > MAX_SCRYPT_MEMORY || work > MAX_SCRYPT_WORK {
+        return Err(ScryptError::TooCostly);
+    }
+    if Instant::now() > deadline {
+        return Err(ScryptError::DeadlinePassed);
+    }
+    // The crate's PHC key length (10..=64) is not the output length, which is
+    // the buffer's: any valid one will do.
+    let params = ::scrypt::Params::new(n.trailing_zeros() as u8, r, p, 32).map_err(|_| ScryptError::BadCombination)?;
+    let mut key = vec![0; dklen as usize];
+    ::scrypt::scrypt(password, salt, &params, &mut key).map_err(|_| ScryptError::BadLength)?;
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +221,46 @@ mod tests {
         assert_eq!(
             pbkdf2_hmac("sha256", b"p", b"s", 1, MAX_DERIVED_KEY_BYTES + 1, later()),
             Err(Pbkdf2Error::BadLength)
+        );
+    }
+
+    #[test]
+    fn scrypt_matches_rfc_7914_and_python() {
+        // RFC 7914 section 12, second and third vectors.
+        let key = scrypt(b"password", b"NaCl", (1024, 8, 16), 0, 64, later()).unwrap();
+        assert_eq!(
+            hex(&key),
+            "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"
+        );
+        let key = scrypt(b"pleaseletmein", b"SodiumChloride", (16384, 8, 1), 0, 64, later()).unwrap();
+        assert_eq!(
+            hex(&key),
+            "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887"
+        );
+        // hashlib.scrypt(b"pw", salt=b"s", n=16, r=1, p=1, dklen=10) natively.
+        let key = scrypt(b"pw", b"s", (16, 1, 1), 0, 10, later()).unwrap();
+        assert_eq!(hex(&key), "722af53bdb8825925201");
+    }
+
+    #[test]
+    fn scrypt_refuses_bad_and_costly_parameters_before_working() {
+        let run = |n, r, p, maxmem| scrypt(b"p", b"s", (n, r, p), maxmem, 32, later());
+        assert_eq!(run(1000, 8, 1, 0), Err(ScryptError::BadN));
+        assert_eq!(run(1, 8, 1, 0), Err(ScryptError::BadN));
+        assert_eq!(run(1024, 0, 1, 0), Err(ScryptError::BadCombination));
+        // 2^16 * 8 * 128 = 64 MiB: over Python's default maxmem of 32 MiB...
+        assert_eq!(run(1 << 16, 8, 1, 0), Err(ScryptError::BadCombination));
+        // ...and, with a larger maxmem, over what the host lends.
+        assert_eq!(run(1 << 16, 8, 1, 1 << 30), Err(ScryptError::TooCostly));
+        assert_eq!(run(1 << 14, 8, 64, 1 << 30), Err(ScryptError::TooCostly));
+        assert_eq!(
+            run(u64::MAX / 2 + 1, u32::MAX, u32::MAX, u64::MAX),
+            Err(ScryptError::BadCombination)
+        );
+        let past = Instant::now() - Duration::from_millis(1);
+        assert_eq!(
+            scrypt(b"p", b"s", (1024, 8, 1), 0, 32, past),
+            Err(ScryptError::DeadlinePassed)
         );
     }
 

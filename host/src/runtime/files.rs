@@ -95,9 +95,16 @@ mod tests {
         let files = GrantedFiles::open(&[grant(&granted, "/data")]).unwrap();
 
         let mut text = String::new();
-        files.open_file("/data/sub/a.txt").unwrap().read_to_string(&mut text).unwrap();
+        files
+            .open_file("/data/sub/a.txt")
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, "inside");
-        assert!(files.open_file("/data/link-in").is_ok(), "a symlink within the grant is followed");
+        assert!(
+            files.open_file("/data/link-in").is_ok(),
+            "a symlink within the grant is followed"
+        );
 
         for refused in [
             "/data/../secret",
@@ -121,7 +128,11 @@ mod tests {
         std::fs::write(inner.path().join("f"), b"inner").unwrap();
         let files = GrantedFiles::open(&[grant(outer.path(), "/data"), grant(inner.path(), "/data/static/")]).unwrap();
         let mut text = String::new();
-        files.open_file("/data/static/f").unwrap().read_to_string(&mut text).unwrap();
+        files
+            .open_file("/data/static/f")
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, "inner");
     }
 }

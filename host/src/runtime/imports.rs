@@ -170,6 +170,31 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
     )?;
 
     server.func_wrap_async(
+        "scrypt",
+        |mut store: StoreContextMut<'_, GuestState>,
+         (password, salt, n, r, p, maxmem, dklen): (WasmStr, WasmStr, u64, u32, u32, u64, u32)| {
+            Box::new(async move {
+                let (password, salt) = match (latin1_piece(&store, &password), latin1_piece(&store, &salt)) {
+                    (Ok(password), Ok(salt)) => (password, salt),
+                    (Err(message), _) | (_, Err(message)) => return Ok((Err(message),)),
+                };
+                let deadline = store.data().cpu_deadline();
+                let started = Instant::now();
+                let result = tokio::task::spawn_blocking(move || {
+                    crypto::scrypt(&password, &salt, (n, r, p), maxmem, dklen, deadline)
+                })
+                .await?;
+                store.data_mut().charge_cpu(started.elapsed());
+                match result {
+                    Ok(key) => Ok((Ok(key),)),
+                    Err(crypto::ScryptError::DeadlinePassed) => Err(Trap::Interrupt.into()),
+                    Err(other) => Ok((Err(other.to_string()),)),
+                }
+            })
+        },
+    )?;
+
+    server.func_wrap_async(
         "log",
         |store: StoreContextMut<'_, GuestState>, (message,): (WasmStr,)| {
             Box::new(async move {
