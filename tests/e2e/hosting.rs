@@ -30,12 +30,16 @@ fn get(server: &Server, host: &str, path: &str) -> crate::support::client::CurlR
     curl(&["-H", &format!("Host: {host}"), &server.url(path)])
 }
 
-/// The env the fixture app reports for a request (the /granted fixture).
-fn tenant_env(server: &Server, host: &str, path: &str) -> Value {
+/// The JSON a fixture route answers for `host` and `path`, which must be a 200.
+fn get_json(server: &Server, host: &str, path: &str) -> Value {
     let response = get(server, host, path);
     assert_eq!(response.status, 200, "{host}{path}: {}", response.text());
-    let report: Value = serde_json::from_slice(&response.body).unwrap();
-    report["environ"].clone()
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+/// The env the fixture app reports for a request (the /granted fixture).
+fn tenant_env(server: &Server, host: &str, path: &str) -> Value {
+    get_json(server, host, path)["environ"].clone()
 }
 
 fn toml_path(path: &Path) -> String {
@@ -82,8 +86,7 @@ component = "{demo}"
         tenant_env(&server, "Shop.Example.com:8080", "/api/granted")["TENANT"],
         "shop-api"
     );
-    let environ = get(&server, "shop.example.com", "/api/environ");
-    let environ: Value = serde_json::from_slice(&environ.body).unwrap();
+    let environ = get_json(&server, "shop.example.com", "/api/environ");
     assert_eq!(environ["SCRIPT_NAME"]["value"], "/api");
     assert_eq!(environ["PATH_INFO"]["value"], "/environ");
     // "/apiary" is not under "/api": the root app answers it.
@@ -252,11 +255,7 @@ cpu-timeout = "500ms"
         ),
     );
     let server = start_config(&config);
-    let read = |host: &str, path: &str| -> Value {
-        let response = get(&server, host, &format!("/granted?read={path}&list=/"));
-        assert_eq!(response.status, 200, "{}", response.text());
-        serde_json::from_slice(&response.body).unwrap()
-    };
+    let read = |host: &str, path: &str| get_json(&server, host, &format!("/granted?read={path}&list=/"));
     let a = read("a.test", "/data/secret");
     assert_eq!(a["read"], "ok: a's secret");
     assert_eq!(a["environ"]["A_KEY"], "only-a");

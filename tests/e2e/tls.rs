@@ -2,7 +2,7 @@
 //! with prior knowledge on plain TCP), with curl, openssl s_client and h2load.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -10,99 +10,8 @@ use std::time::Duration;
 use crate::support::client::curl;
 use crate::support::client::environ_of;
 use crate::support::components::{aot_cache_dir, python_fixtures, wsgi_wasm_bin};
+use crate::support::pki::Pki;
 use crate::support::server::Server;
-
-/// A throwaway CA and certificates it signed for 127.0.0.1, made with the openssl CLI.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let pki = Pki {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=wsgi-wasm test CA",
-        ]);
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// `NAME.pem` and `NAME.key`: a server certificate for 127.0.0.1 with subject
-    /// CN=`NAME`, signed by the CA.
-    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
-        let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
-        let ext = format!("{name}.ext");
-        std::fs::write(self.path(&ext), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ]);
-        (self.path(&pem), self.path(&key))
-    }
-
-    fn ca(&self) -> String {
-        self.path("ca.pem").to_str().unwrap().to_owned()
-    }
-}
 
 fn start_tls(cert: &Path, key: &Path, extra: &[&str]) -> Server {
     let mut args = vec!["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];

@@ -6,5 +6,6 @@ pub mod apps;
 pub mod client;
 pub mod components;
 pub mod https;
+pub mod pki;
 pub mod server;
 pub mod services;
