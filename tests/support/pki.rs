@@ -15,28 +15,39 @@ impl Pki {
         let pki = Pki {
             dir: tempfile::tempdir().unwrap(),
         };
-        pki.openssl(&[
+        pki.new_key_request(
+            "ca.key",
+            &[
+                "-x509",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=wsgi-wasm test CA",
+            ],
+        );
+        pki
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `openssl req` with a new unencrypted P-256 key written to `key_file`.
+    fn new_key_request(&self, key_file: &str, rest: &[&str]) {
+        let mut args = vec![
             "req",
-            "-x509",
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=wsgi-wasm test CA",
-        ]);
-        pki
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+            key_file,
+        ];
+        args.extend_from_slice(rest);
+        self.openssl(&args);
     }
 
     fn openssl(&self, args: &[&str]) {
@@ -58,20 +69,7 @@ impl Pki {
         let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
         let ext = format!("{name}.ext");
         std::fs::write(self.path(&ext), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
+        self.new_key_request(&key, &["-out", &csr, "-subj", &format!("/CN={name}")]);
         self.openssl(&[
             "x509",
             "-req",

@@ -147,24 +147,11 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
                     Ok(name) if name.len() <= MAX_HASH_NAME => name.into_owned(),
                     _ => return Ok((Err("unsupported hash type".to_owned()),)),
                 };
-                let (password, salt) = match (latin1_piece(&store, &password), latin1_piece(&store, &salt)) {
-                    (Ok(password), Ok(salt)) => (password, salt),
-                    (Err(message), _) | (_, Err(message)) => return Ok((Err(message),)),
-                };
-                let deadline = store.data().cpu_deadline();
-                let started = Instant::now();
-                // Seconds of hashing must not stall the executor's other requests.
-                let result = tokio::task::spawn_blocking(move || {
+                derive_key(&mut store, &password, &salt, move |password, salt, deadline| {
                     crypto::pbkdf2_hmac(&hash, &password, &salt, iterations, dklen, deadline)
+                        .map_err(|e| (e == crypto::Pbkdf2Error::DeadlinePassed, e.to_string()))
                 })
-                .await?;
-                store.data_mut().charge_cpu(started.elapsed());
-                match result {
-                    Ok(key) => Ok((Ok(key),)),
-                    // The same trap as a guest running out of CPU time: a 504.
-                    Err(crypto::Pbkdf2Error::DeadlinePassed) => Err(Trap::Interrupt.into()),
-                    Err(other) => Ok((Err(other.to_string()),)),
-                }
+                .await
             })
         },
     )?;
@@ -174,22 +161,11 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
         |mut store: StoreContextMut<'_, GuestState>,
          (password, salt, n, r, p, maxmem, dklen): (WasmStr, WasmStr, u64, u32, u32, u64, u32)| {
             Box::new(async move {
-                let (password, salt) = match (latin1_piece(&store, &password), latin1_piece(&store, &salt)) {
-                    (Ok(password), Ok(salt)) => (password, salt),
-                    (Err(message), _) | (_, Err(message)) => return Ok((Err(message),)),
-                };
-                let deadline = store.data().cpu_deadline();
-                let started = Instant::now();
-                let result = tokio::task::spawn_blocking(move || {
+                derive_key(&mut store, &password, &salt, move |password, salt, deadline| {
                     crypto::scrypt(&password, &salt, (n, r, p), maxmem, dklen, deadline)
+                        .map_err(|e| (e == crypto::ScryptError::DeadlinePassed, e.to_string()))
                 })
-                .await?;
-                store.data_mut().charge_cpu(started.elapsed());
-                match result {
-                    Ok(key) => Ok((Ok(key),)),
-                    Err(crypto::ScryptError::DeadlinePassed) => Err(Trap::Interrupt.into()),
-                    Err(other) => Ok((Err(other.to_string()),)),
-                }
+                .await
             })
         },
     )?;
@@ -237,6 +213,32 @@ async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmLi
         offset = end;
     }
     Ok((Ok(()),))
+}
+
+/// A key derived by the host from the guest's latin-1 `password` and `salt`:
+/// `derive` runs on a blocking thread (seconds of hashing must not stall the
+/// executor's other requests) with the request's CPU deadline, its time is
+/// charged to the request, and running out of CPU time traps like a guest that
+/// ran out (a 504). `derive` fails with (ran out of time, message).
+async fn derive_key(
+    store: &mut StoreContextMut<'_, GuestState>,
+    password: &WasmStr,
+    salt: &WasmStr,
+    derive: impl FnOnce(Bytes, Bytes, Instant) -> Result<Vec<u8>, (bool, String)> + Send + 'static,
+) -> wasmtime::Result<(Result<Vec<u8>, String>,)> {
+    let (password, salt) = match (latin1_piece(store, password), latin1_piece(store, salt)) {
+        (Ok(password), Ok(salt)) => (password, salt),
+        (Err(message), _) | (_, Err(message)) => return Ok((Err(message),)),
+    };
+    let deadline = store.data().cpu_deadline();
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || derive(password, salt, deadline)).await?;
+    store.data_mut().charge_cpu(started.elapsed());
+    match result {
+        Ok(key) => Ok((Ok(key),)),
+        Err((true, _)) => Err(Trap::Interrupt.into()),
+        Err((false, message)) => Ok((Err(message),)),
+    }
 }
 
 /// `length` bytes of `file` from `offset` as the response body, a piece at a time,
