@@ -56,6 +56,12 @@ fn a_100_mib_file_streams_through_file_wrapper_within_a_64_mib_instance() {
     assert_eq!(response.body.len(), FILE_SIZE);
     assert_eq!(sha256_hex(&response.body), digest);
 
+    // HEAD: the same headers, no body, and the file is not read through.
+    let head = curl(&["-I", &server.url("/file_wrapper/big.bin")]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some(FILE_SIZE.to_string().as_str()));
+    assert!(head.body.is_empty());
+
     // A file-like object without a size: streamed chunked, same bytes.
     let response = curl(&[&server.url("/file_wrapper/big.bin?pipe=1")]);
     assert_eq!(response.status, 200);

@@ -103,6 +103,17 @@ impl Exchange {
         !matches!(self.state, State::Open { .. })
     }
 
+    /// Whether the headers went out and no more body bytes will: a HEAD request,
+    /// a status without a body, all of a Content-Length sent, or a client gone.
+    /// Lets a host-side writer stop producing bytes nobody will receive.
+    pub fn body_closed(&self) -> bool {
+        match &self.state {
+            State::Open { .. } => false,
+            State::Streaming { tx, remaining } => tx.is_none() || *remaining == Some(0),
+            State::Done => true,
+        }
+    }
+
     /// PEP 3333 start_response, re-checked on the host. `replace` means the app
     /// passed exc_info: allowed to replace a head that has not been sent.
     pub fn start_response(&mut self, status: &str, headers: &[(String, String)], replace: bool) -> Result<(), String> {
