@@ -9,6 +9,7 @@ mod environ;
 mod file_wrapper;
 mod frameworks;
 mod grants;
+mod h2_idle;
 mod host_services;
 mod hosting;
 mod http11;
