@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -16,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use super::access_log::{self, AccessLogFormat, Limit, Record};
 use super::connection::{self, Protocols};
 use super::forwarded::TrustedProxies;
+use super::h2_idle;
 use super::host;
 use super::router::Router;
 use super::static_files::StaticMount;
@@ -176,7 +178,7 @@ impl Shared {
                     if let Accepted::Tcp(tcp, _) = &stream {
                         let _ = tcp.set_nodelay(true);
                     }
-                    self.serve_connection(stream, info.clone(), tls.clone(), slot);
+                    self.serve_connection(stream, info.clone(), tls.clone(), slot, stop.clone());
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -193,6 +195,7 @@ impl Shared {
         info: Arc<ServerInfo>,
         tls: Option<Arc<Tls>>,
         slot: OwnedSemaphorePermit,
+        stop: watch::Receiver<bool>,
     ) {
         let Some(watcher) = self.graceful.lock().unwrap().as_ref().map(GracefulShutdown::watcher) else {
             return;
@@ -207,16 +210,16 @@ impl Shared {
                     let accepted = tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)).await;
                     let Ok(Ok(stream)) = accepted else { return };
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    shared.drive(stream, h2, Some(remote), true, info, watcher).await;
+                    shared.drive(stream, h2, Some(remote), true, info, watcher, stop).await;
                 }
                 (Accepted::Tcp(stream, remote), None) => {
                     if let Some((h2, stream)) = connection::sniff(stream, header_timeout).await {
-                        shared.drive(stream, h2, Some(remote), false, info, watcher).await;
+                        shared.drive(stream, h2, Some(remote), false, info, watcher, stop).await;
                     }
                 }
                 (Accepted::Unix(stream), _) => {
                     if let Some((h2, stream)) = connection::sniff(stream, header_timeout).await {
-                        shared.drive(stream, h2, None, false, info, watcher).await;
+                        shared.drive(stream, h2, None, false, info, watcher, stop).await;
                     }
                 }
             }
@@ -224,6 +227,7 @@ impl Shared {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn drive<IO>(
         self: Arc<Self>,
         io: IO,
@@ -232,20 +236,45 @@ impl Shared {
         https: bool,
         info: Arc<ServerInfo>,
         watcher: hyper_util::server::graceful::Watcher,
+        mut stop: watch::Receiver<bool>,
     ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let shared = self.clone();
-        let service = service_fn(move |req| {
-            let shared = shared.clone();
-            let info = info.clone();
-            async move { Ok::<_, Infallible>(shared.handle(req, &info, remote, https).await) }
-        });
         let io = TokioIo::new(io);
         // Client errors (resets, bad requests, timeouts) end only this connection.
         if h2 {
-            let _ = watcher.watch(self.protocols.http2.serve_connection(io, service)).await;
+            let streams = Arc::new(h2_idle::Streams::default());
+            let open = streams.clone();
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                let info = info.clone();
+                let stream = open.open();
+                async move {
+                    let response = shared.handle(req, &info, remote, https).await;
+                    // The stream stays open until its body is sent or dropped.
+                    Ok::<_, Infallible>(response.map(|body| {
+                        body.map_frame(move |frame| {
+                            let _ = &stream;
+                            frame
+                        })
+                    }))
+                }
+            });
+            // Held, not watched (the idle rule needs the connection itself): shutdown
+            // still waits for this connection, and `stop` tells it to close.
+            let _counted = watcher;
+            let shutdown = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            let idle = self.server.limits.header_timeout;
+            let _ = h2_idle::serve(&self.protocols.http2, io, service, streams, idle, shutdown).await;
         } else {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                let info = info.clone();
+                async move { Ok::<_, Infallible>(shared.handle(req, &info, remote, https).await) }
+            });
             let _ = watcher.watch(self.protocols.http1.serve_connection(io, service)).await;
         }
     }

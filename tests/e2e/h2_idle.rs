@@ -1,0 +1,75 @@
+//! HTTP/2 idle timeout: a connection with no open stream is closed (GOAWAY) after
+//! the header timeout, the same idle time an HTTP/1.1 keep-alive connection gets,
+//! even when the client keeps answering PINGs; a stream that takes longer than that
+//! is not cut.
+
+use std::time::{Duration, Instant};
+
+use hyper::Request;
+
+use crate::support::client::curl;
+use crate::support::components::python_fixtures;
+use crate::support::server::Server;
+
+/// The idle time the test server gets (--header-timeout): short, so the test is.
+const IDLE: Duration = Duration::from_secs(2);
+/// How late the close may come: the server only has to notice a timer, but the
+/// CI machine may be loaded.
+const SLACK: Duration = Duration::from_secs(8);
+
+#[test]
+fn an_idle_h2_connection_answering_pings_is_closed_after_the_idle_timeout() {
+    let server = Server::start(&python_fixtures(), &["--header-timeout", "2s"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+        let mut ping_pong = connection.ping_pong().expect("the ping handle");
+        let mut connection = tokio::spawn(connection);
+
+        // A stream open longer than the idle time keeps the connection.
+        let request = Request::get(format!("http://{}/sleep?s=3", server.addr))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = response.await.expect("the slow request is answered");
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = body.data().await {
+            text.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(text, b"slept\n");
+
+        // Now idle, but alive: every PING is answered until the server closes.
+        let idle_since = Instant::now();
+        let mut pongs = 0;
+        let closed = loop {
+            tokio::select! {
+                result = &mut connection => break result.unwrap(),
+                pong = ping_pong.ping(h2::Ping::opaque()) => {
+                    if pong.is_err() {
+                        // The server's GOAWAY reached the ping first.
+                        break (&mut connection).await.unwrap();
+                    }
+                    pongs += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ = tokio::time::sleep(IDLE + SLACK) => panic!("still open after {:?}", idle_since.elapsed()),
+            }
+        };
+        let idle = idle_since.elapsed();
+        assert!(closed.is_ok(), "closed with an error, not GOAWAY NO_ERROR: {closed:?}");
+        assert!(pongs >= 3, "the client answered only {pongs} pings before the close");
+        assert!(
+            idle >= IDLE - Duration::from_millis(200),
+            "closed after {idle:?}, before the idle time"
+        );
+        assert!(idle < IDLE + SLACK, "closed after {idle:?}");
+    });
+    // Other connections are not affected.
+    assert_eq!(curl(&["--http2-prior-knowledge", &server.url("/hello")]).status, 200);
+}
