@@ -3,9 +3,8 @@
 use std::sync::LazyLock;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use wsgi_wasm::commands;
 use wsgi_wasm::runtime::engine::WASMTIME_VERSION;
-
-mod commands;
 
 /// `--version`: this release (the wheel's and the Rust SDK's too: one workspace
 /// version), the componentize-py `build` expects and the wasmtime that runs apps.

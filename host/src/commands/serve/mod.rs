@@ -25,6 +25,13 @@ mod deploy;
 mod options;
 mod spec;
 
+/// The parsers `serve` runs on its input, for the fuzz targets (host/fuzz): a
+/// `--config` file's text and an `APP.wasm,key=value` argument. Not a stable API.
+pub mod fuzzing {
+    pub use super::config::parse as parse_config;
+    pub use super::spec::parse as parse_app_spec;
+}
+
 use activation::Activated;
 use deploy::{Deployment, Tenant};
 use options::{AppOptions, ServerOptions};
