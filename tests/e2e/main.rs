@@ -19,6 +19,7 @@ mod limits;
 mod listen;
 mod operations;
 mod outbound;
+mod packages;
 mod proxies;
 mod response;
 mod rolling;
