@@ -233,3 +233,82 @@ fn typical_app_asking_for_pydantic_2_fails_naming_pydantic_core_and_the_newest_p
     );
     assert!(!dir.path().join("app.wasm").exists());
 }
+
+/// scripts/compat/compat.py on scripts/compat/short.txt: one package of each outcome.
+#[test]
+fn compatibility_script_measures_a_short_list_and_writes_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("COMPATIBILITY.md");
+    let records = dir.path().join("records.json");
+    let output = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("scripts/compat/compat.py"))
+        .arg("--list")
+        .arg(repo_root().join("scripts/compat/short.txt"))
+        .arg("--out")
+        .arg(&table)
+        .arg("--json")
+        .arg(&records)
+        .arg("--cache-dir")
+        .arg(apps::build_cache_dir())
+        .env("WSGI_WASM", wsgi_wasm_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let records: serde_json::Value = serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
+    let by_name = |name: &str| {
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no record for {name}: {records}"))
+            .clone()
+    };
+    // Pure packages install and import, at the newest release; PyJWT imports `ssl`.
+    for name in ["Markdown", "PyJWT", "python-dateutil"] {
+        let r = by_name(name);
+        assert_eq!(r["installs"], true, "{r}");
+        assert_eq!(r["import_errors"], serde_json::json!([]), "{r}");
+        assert_eq!(r["version"], r["newest"], "{r}");
+    }
+    // pydantic: a 1.x, with the native dependency that holds 2.x back.
+    let pydantic = by_name("pydantic");
+    assert_eq!(pydantic["import_errors"], serde_json::json!([]), "{pydantic}");
+    assert!(pydantic["version"].as_str().unwrap().starts_with("1."), "{pydantic}");
+    assert!(pydantic["newest"].as_str().unwrap().starts_with("2."), "{pydantic}");
+    assert!(
+        pydantic["why"].as_str().unwrap().contains("needs pydantic-core"),
+        "{pydantic}"
+    );
+    // Native only: the build's own reason.
+    for (name, dist) in [("orjson", "orjson"), ("psycopg2-binary", "psycopg2-binary")] {
+        let r = by_name(name);
+        assert_eq!(r["installs"], false, "{r}");
+        assert!(
+            r["why"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{dist} cannot run in the sandbox: it has native code")),
+            "{r}"
+        );
+    }
+
+    let text = std::fs::read_to_string(&table).unwrap();
+    assert!(
+        text.contains(
+            "**Totals: 6 packages; 4 install, 4 import, 1 get an older release than native platforms, 2 do not work.**"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("| Markdown | yes | yes | "), "{text}");
+    assert!(
+        text.contains("| orjson | no | - | - | - | orjson cannot run in the sandbox"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| psycopg2-binary | psycopg2-binary | pg8000 (pure Python"),
+        "{text}"
+    );
+    assert!(text.contains("| pydantic-core | pydantic | pin `pydantic<2`"), "{text}");
+}
