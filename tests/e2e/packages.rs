@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::support::apps;
 use crate::support::client::{CurlResponse, curl};
-use crate::support::components::{repo_root, wsgi_wasm_bin};
+use crate::support::components::{python_component, repo_root, wsgi_wasm_bin};
 use crate::support::server::Server;
 
 const USER: &str = "alice";
@@ -312,3 +312,54 @@ fn compatibility_script_measures_a_short_list_and_writes_the_table() {
     );
     assert!(text.contains("| pydantic-core | pydantic | pin `pydantic<2`"), "{text}");
 }
+
+/// The native-extension spike (guest-sdk/python/NATIVE-EXTENSIONS.md): a CPython
+/// extension module in Rust, built by stable rustc for wasm32-wasip2 as a wasm shared
+/// library, linked into the component by componentize-py and called per request.
+#[test]
+fn a_rust_extension_module_built_for_wasm32_runs_in_the_sandbox() {
+    let fixture = repo_root().join("tests/fixtures/native_ext");
+    let target = apps::build_cache_dir().parent().unwrap().join("native-ext-target");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(fixture.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        // A position-independent shared library (dylink.0), its CPython symbols
+        // left for the component linker to resolve against libpython.
+        .env("RUSTFLAGS", NATIVE_EXT_RUSTFLAGS)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .unwrap();
+    assert!(status.success(), "building tests/fixtures/native_ext failed");
+    let app = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture.join("app.py"), app.path().join("app.py")).unwrap();
+    std::fs::copy(
+        target.join("wasm32-wasip2/release/native_ext.wasm"),
+        app.path().join("native_ext.cpython-314-wasm32-wasi.so"),
+    )
+    .unwrap();
+    let wasm = python_component("native-ext", "app:app", &[app.path()], &[]);
+    let server = Server::start(&wasm, &[]);
+    let answer = curl(&[&server.url("/?21")]);
+    assert_eq!(
+        answer.text(),
+        "native_ext.cpython-314-wasm32-wasi.so double(21) = 42",
+        "{}",
+        server.log()
+    );
+    // C long is 32 bits on wasm32; the result is widened, so it does not wrap.
+    assert_eq!(
+        curl(&[&server.url("/?2147483647")]).text(),
+        "native_ext.cpython-314-wasm32-wasi.so double(2147483647) = 4294967294"
+    );
+    // Too big for a C long: the module's OverflowError is an ordinary app error.
+    assert_eq!(curl(&[&server.url("/?99999999999")]).status, 500);
+    assert!(
+        server.wait_for_log("OverflowError", std::time::Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+}
+
+/// What tests/fixtures/native_ext is built with (see NATIVE-EXTENSIONS.md).
+const NATIVE_EXT_RUSTFLAGS: &str = "-C relocation-model=pic -C link-args=-shared -C link-args=--allow-undefined";
