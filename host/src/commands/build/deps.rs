@@ -138,14 +138,14 @@ impl Installer<'_> {
             for file in requirements {
                 cmd.arg("-r").arg(file);
             }
-            let (ok, stderr) = run_showing_progress(cmd)?;
+            let (ok, stderr, stdout) = run_showing_progress(cmd)?;
             if ok {
                 break;
             }
             // Unpinned, pip backtracks through every release before giving up with
             // ResolutionImpossible (`Jinja2` over MarkupSafe, `pydantic>=2` over
             // pydantic-core) rather than naming the missing distribution.
-            let conflict = native_conflict(&stderr);
+            let conflict = native_conflict(&format!("{stdout}{stderr}"));
             let missing = missing_distribution(&stderr).or_else(|| conflict.as_ref().map(|c| c.requirement.clone()));
             let Some(requirement) = missing else {
                 bail!("pip could not install the requirements:\n{}", stderr.trim_end());
@@ -461,8 +461,9 @@ print(out_name)
 "#;
 
 /// Runs pip, echoing the lines that show progress ("Collecting flask", ...), and
-/// returns whether it succeeded and its stderr.
-fn run_showing_progress(mut cmd: Command) -> Result<(bool, String)> {
+/// returns whether it succeeded, its stderr (its errors) and its stdout (where pip
+/// explains a ResolutionImpossible: "The conflict is caused by: ...").
+fn run_showing_progress(mut cmd: Command) -> Result<(bool, String, String)> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
@@ -474,15 +475,18 @@ fn run_showing_progress(mut cmd: Command) -> Result<(bool, String)> {
         let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
         text
     });
+    let mut output = String::new();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         if line.starts_with("Collecting") || line.starts_with("Successfully installed") {
             eprintln!("    {}", line.trim_end());
         }
+        output.push_str(&line);
+        output.push('\n');
     }
     let status = child.wait()?;
     let stderr = errors.join().unwrap_or_default();
-    Ok((status.success(), stderr))
+    Ok((status.success(), stderr, output))
 }
 
 /// "ERROR: No matching distribution found for MarkupSafe>=2.0" -> "MarkupSafe>=2.0".
@@ -507,6 +511,7 @@ struct Conflict {
     requirement: String,
     /// The first "pydantic 2.14.4 depends on pydantic-core==2.50.5" line, as pip wrote it.
     example: String,
+    /// pip's explanation, from "The conflict is caused by:" on.
     stderr: String,
 }
 
@@ -526,7 +531,7 @@ fn native_conflict(stderr: &str) -> Option<Conflict> {
                     dependency,
                     requirement: right.trim().to_owned(),
                     example: line.to_owned(),
-                    stderr: stderr.to_owned(),
+                    stderr: format!("The conflict is caused by:{causes}"),
                 })
             }
             Some(c)
