@@ -520,7 +520,8 @@ struct Conflict {
 fn native_conflict(stderr: &str) -> Option<Conflict> {
     let (_, causes) = stderr.split_once("The conflict is caused by:")?;
     let mut found: Option<Conflict> = None;
-    for line in causes.lines().map(str::trim).take_while(|l| !l.is_empty()) {
+    // The first "line" is the rest of the header line.
+    for line in causes.lines().skip(1).map(str::trim).take_while(|l| !l.is_empty()) {
         let (left, right) = line.split_once(" depends on ")?;
         let package = left.split(' ').next()?.to_owned();
         let dependency = distribution_name(right);
