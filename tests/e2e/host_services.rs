@@ -173,4 +173,27 @@ fn ssl_imports_and_refuses_clearly_to_start_tls() {
         "{report}"
     );
     assert_eq!(report["is_oserror"], true);
+    assert_eq!(
+        report["constants"],
+        serde_json::json!(["PROTOCOL_TLS_CLIENT", "CERT_NONE", "TLSv1_2", true, true, true]),
+        "{report}"
+    );
+    assert_eq!(
+        report["exceptions"],
+        serde_json::json!([
+            "SSLZeroReturnError",
+            "SSLWantReadError",
+            "SSLEOFError",
+            "SSLCertVerificationError"
+        ]),
+        "{report}"
+    );
+    // Used for a destination nobody granted: the error says which grant would allow it.
+    assert_eq!(
+        report["urlopen"],
+        "denied: URLError: <urlopen error [Errno -4] cannot resolve 'api.example.com': wsgi-wasm: not granted to \
+         this app; the server must allow it with --allow-http https://api.example.com:443 (or http://) for \
+         HTTP(S), or --allow-connect api.example.com:443 for other TCP>",
+        "{report}"
+    );
 }

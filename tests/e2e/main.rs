@@ -21,6 +21,7 @@ mod limits;
 mod listen;
 mod operations;
 mod outbound;
+mod packages;
 mod proxies;
 mod response;
 mod rolling;

@@ -30,6 +30,12 @@ pub fn notes_db() -> PathBuf {
     framework("notes-db", "app:app", &[])
 }
 
+/// apps/journal: the packages a typical Flask project uses (Flask-SQLAlchemy,
+/// Flask-Login, Flask-WTF, Markdown, python-dateutil, PyJWT, pydantic).
+pub fn journal() -> PathBuf {
+    framework("journal", "app:app", &[])
+}
+
 pub fn django() -> PathBuf {
     framework("django", "mysite.wsgi:application", &["--locales", "en"])
 }

@@ -138,11 +138,16 @@ impl Installer<'_> {
             for file in requirements {
                 cmd.arg("-r").arg(file);
             }
-            let (ok, stderr) = run_showing_progress(cmd)?;
+            let (ok, stderr, stdout) = run_showing_progress(cmd)?;
             if ok {
                 break;
             }
-            let Some(requirement) = missing_distribution(&stderr) else {
+            // Unpinned, pip backtracks through every release before giving up with
+            // ResolutionImpossible (`Jinja2` over MarkupSafe, `pydantic>=2` over
+            // pydantic-core) rather than naming the missing distribution.
+            let conflict = native_conflict(&format!("{stdout}{stderr}"));
+            let missing = missing_distribution(&stderr).or_else(|| conflict.as_ref().map(|c| c.requirement.clone()));
+            let Some(requirement) = missing else {
                 bail!("pip could not install the requirements:\n{}", stderr.trim_end());
             };
             let name = distribution_name(&requirement);
@@ -154,6 +159,9 @@ impl Installer<'_> {
             }
             eprintln!("    {name}: no pure-Python wheel; building it from its sdist without a C compiler...");
             if let Err(e) = self.build_pure_wheel(&requirement, &name, &wheels, dir) {
+                if let Some(conflict) = conflict {
+                    return Err(self.explain_conflict(requirements, &conflict, &wheels, dir));
+                }
                 return Err(self.explain_unmet(requirements, &stderr, &requirement, &wheels, dir, e));
             }
         }
@@ -250,6 +258,54 @@ impl Installer<'_> {
             .unwrap_or_else(|| parent.clone());
         anyhow::anyhow!(
             "{asked} cannot be installed for the sandbox: {parent} needs {missing}, and {error:#}. {newest}"
+        )
+    }
+
+    /// `pydantic>=2`: pip backtracked through every 2.x, each pinning a pydantic-core
+    /// the sandbox cannot install, and gave up with ResolutionImpossible. If that
+    /// dependency has no pure-Python release at all, say so, with the newest release
+    /// of the requirement that does install here.
+    fn explain_conflict(
+        &self,
+        requirements: &[PathBuf],
+        conflict: &Conflict,
+        wheels: &Path,
+        dir: &Path,
+    ) -> anyhow::Error {
+        let raw = || {
+            anyhow::anyhow!(
+                "pip could not install the requirements:\n{}",
+                conflict.stderr.trim_end()
+            )
+        };
+        // A real version conflict between two pure packages is pip's to explain.
+        if self
+            .resolve(true, &[OsString::from(&conflict.dependency)], wheels, dir)
+            .is_ok()
+        {
+            return raw();
+        }
+        let asked = downgrades::requirement_lines(requirements)
+            .get(&downgrades::normalize(&conflict.package))
+            .cloned()
+            .unwrap_or_else(|| conflict.package.clone());
+        let wanted = &conflict.package;
+        let newest = match self.resolve(true, &[OsString::from(wanted)], wheels, dir) {
+            Ok(found) => match found.iter().find(|r| r.key == downgrades::normalize(wanted)) {
+                Some(r) => format!(
+                    "The newest {wanted} that runs in the sandbox is {} (pin {wanted}=={}), an older release: \
+                     check that it suits the app",
+                    r.version, r.version
+                ),
+                None => format!("pip finds no release of {wanted} that installs as pure Python"),
+            },
+            Err(_) => format!("pip finds no release of {wanted} that installs as pure Python"),
+        };
+        anyhow::anyhow!(
+            "{asked} cannot be installed for the sandbox: every release it allows needs {}, which has no \
+             pure-Python release ({}); the sandbox's CPython loads only Python code. {newest}",
+            conflict.dependency,
+            conflict.example
         )
     }
 
@@ -405,8 +461,9 @@ print(out_name)
 "#;
 
 /// Runs pip, echoing the lines that show progress ("Collecting flask", ...), and
-/// returns whether it succeeded and its stderr.
-fn run_showing_progress(mut cmd: Command) -> Result<(bool, String)> {
+/// returns whether it succeeded, its stderr (its errors) and its stdout (where pip
+/// explains a ResolutionImpossible: "The conflict is caused by: ...").
+fn run_showing_progress(mut cmd: Command) -> Result<(bool, String, String)> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
@@ -418,15 +475,18 @@ fn run_showing_progress(mut cmd: Command) -> Result<(bool, String)> {
         let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
         text
     });
+    let mut output = String::new();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         if line.starts_with("Collecting") || line.starts_with("Successfully installed") {
             eprintln!("    {}", line.trim_end());
         }
+        output.push_str(&line);
+        output.push('\n');
     }
     let status = child.wait()?;
     let stderr = errors.join().unwrap_or_default();
-    Ok((status.success(), stderr))
+    Ok((status.success(), stderr, output))
 }
 
 /// "ERROR: No matching distribution found for MarkupSafe>=2.0" -> "MarkupSafe>=2.0".
@@ -439,6 +499,49 @@ fn missing_distribution(stderr: &str) -> Option<String> {
                 .map(|(_, r)| r.trim().to_owned())
         })
         .filter(|r| !r.is_empty())
+}
+
+/// What pip's ResolutionImpossible report blames: one package whose every allowed
+/// release depends on (some version of) one other distribution.
+#[derive(Debug, PartialEq)]
+struct Conflict {
+    package: String,
+    dependency: String,
+    /// What the newest release of `package` asks of it (`MarkupSafe>=2.0`).
+    requirement: String,
+    /// The first "pydantic 2.14.4 depends on pydantic-core==2.50.5" line, as pip wrote it.
+    example: String,
+    /// pip's explanation, from "The conflict is caused by:" on.
+    stderr: String,
+}
+
+/// Reads "The conflict is caused by:" and the "X 1.0 depends on Y==2" lines after it;
+/// None unless every line names the same X and Y.
+fn native_conflict(stderr: &str) -> Option<Conflict> {
+    let (_, causes) = stderr.split_once("The conflict is caused by:")?;
+    let mut found: Option<Conflict> = None;
+    // The first "line" is the rest of the header line.
+    for line in causes.lines().skip(1).map(str::trim).take_while(|l| !l.is_empty()) {
+        let (left, right) = line.split_once(" depends on ")?;
+        let package = left.split(' ').next()?.to_owned();
+        let dependency = distribution_name(right);
+        match &found {
+            None => {
+                found = Some(Conflict {
+                    package,
+                    dependency,
+                    requirement: right.trim().to_owned(),
+                    example: line.to_owned(),
+                    stderr: format!("The conflict is caused by:{causes}"),
+                })
+            }
+            Some(c)
+                if downgrades::normalize(&c.package) == downgrades::normalize(&package)
+                    && downgrades::normalize(&c.dependency) == downgrades::normalize(&dependency) => {}
+            Some(_) => return None,
+        }
+    }
+    found
 }
 
 /// "MarkupSafe>=2.0; python_version>'3'" -> "MarkupSafe".
@@ -528,6 +631,31 @@ mod tests {
         assert_eq!(requiring_package(direct, "ujson==5.10.0"), None);
         let bare = "ERROR: Could not find a version that satisfies the requirement ujson==5.10.0 (from versions: none)";
         assert_eq!(requiring_package(bare, "ujson==5.10.0"), None);
+    }
+
+    #[test]
+    fn a_conflict_over_one_dependency_is_read_from_pips_report() {
+        let stderr = "ERROR: Cannot install -r r.txt (line 2) because these package versions have conflicting \
+                      dependencies.\n\nThe conflict is caused by:\n    pydantic 2.14.4 depends on \
+                      pydantic-core==2.50.5\n    pydantic 2.0 depends on pydantic-core==2.0.1\n\nTo fix this you \
+                      could try to:\n";
+        let conflict = native_conflict(stderr).unwrap();
+        assert_eq!(
+            (
+                conflict.package.as_str(),
+                conflict.dependency.as_str(),
+                conflict.example.as_str()
+            ),
+            (
+                "pydantic",
+                "pydantic-core",
+                "pydantic 2.14.4 depends on pydantic-core==2.50.5"
+            )
+        );
+        assert_eq!(conflict.requirement, "pydantic-core==2.50.5");
+        let two = "The conflict is caused by:\n    a 1 depends on b==1\n    c 2 depends on b==2\n\n";
+        assert_eq!(native_conflict(two), None);
+        assert_eq!(native_conflict("ERROR: something else"), None);
     }
 
     #[test]
