@@ -26,4 +26,5 @@ mod shutdown;
 mod skeleton;
 mod static_files;
 mod tls;
+mod validate;
 mod validator;
