@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
             max_requests_per_instance: u64::MAX,
             idle_timeout: Duration::from_secs(3600),
             grants: Default::default(),
+            validate: None,
         };
         let (app, _) = App::load(&host, std::path::Path::new(&path), None, config)?;
         app.warm_up().await?;

@@ -30,4 +30,5 @@ mod skeleton;
 mod soak;
 mod static_files;
 mod tls;
+mod validate;
 mod validator;

@@ -34,6 +34,8 @@ fn a_minute_of_mixed_and_faulting_traffic_leaves_memory_and_fds_flat() {
             &server.addr.to_string(),
             "--pid",
             &server.pid().to_string(),
+            "--rss-bound",
+            RSS_SLOPE_BOUND,
         ])
         .output()
         .expect("running scripts/soak");

@@ -32,6 +32,7 @@ fn config() -> AppConfig {
         max_requests_per_instance: 1000,
         idle_timeout: Duration::from_secs(60),
         grants: Default::default(),
+        validate: None,
     }
 }
 

@@ -12,7 +12,7 @@ import traceback
 from componentize_py_types import Err
 from wit_world.imports import server
 
-from . import preload, ssl_shim
+from . import preload, ssl_shim, validate
 from .streams import ErrorStream, FileWrapper, InputStream
 
 # Flags the host sends as "1"/"0" (WIT strings); PEP 3333 wants bools.
@@ -158,11 +158,15 @@ def _read(max_bytes):
 # Separates keys and values in the packed environ from the host (see `call` in
 # wsgi.wit); no native string can contain it.
 PACK_SEPARATOR = "\u0100"
+# The environ key by which the host switches on --validate's checks.
+VALIDATE_KEY = "wsgi_wasm.validate"
 
 
 def _run(application, packed):
     items = iter(packed.split(PACK_SEPARATOR))
     environ = dict(zip(items, items))
+    # Set by the host for --validate (host/src/wsgi/validate.rs); never shown to the app.
+    mode = environ.pop(VALIDATE_KEY, None)
     for key in BOOL_KEYS:
         environ[key] = environ.get(key) == "1"
     environ["wsgi.version"] = WSGI_VERSION
@@ -173,9 +177,20 @@ def _run(application, packed):
     environ["wsgi.file_wrapper"] = FileWrapper
 
     call = _Call()
+    start_response = call.start_response
+    checker = None
+    if mode is not None:
+        checker = validate.Checker(mode, server.log)
+        checker.environ(environ)
+        environ["wsgi.input"] = checker.input(environ["wsgi.input"])
+        environ["wsgi.errors"] = checker.errors(errors)
+        start_response = checker.start_response(start_response)
     try:
-        result = application(environ, call.start_response)
+        result = application(environ, start_response)
+        close = getattr(result, "close", None)
         try:
+            if checker is not None:
+                result = checker.result(result)
             if result is None or isinstance(result, (str, bytes)):
                 raise TypeError(
                     "the application must return an iterable of bytes, not "
@@ -196,12 +211,15 @@ def _run(application, packed):
                 for chunk in result:
                     if chunk or call.started:
                         write(chunk)
+            if checker is not None:
+                checker.finished()
             if not call.started:
                 raise AssertionError("the application returned without calling start_response()")
         finally:
-            close = getattr(result, "close", None)
             if close is not None:
                 close()
+        if checker is not None:
+            checker.end()
     finally:
         errors.flush()
         ssl_shim.end_request()
@@ -214,6 +232,9 @@ def _report(exc):
             for part in line.rstrip("\n").split("\n"):
                 server.log(part)
         summary = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, validate.Violation):
+            # "PEP 3333 violation [RULE]: ...": the host reads the rule from it.
+            summary = str(exc)
         # A failed run-time import carries a note naming the module and the
         # --preload fix (see preload.py); keep it on the one-line log entry too.
         hints = [n for n in getattr(exc, "__notes__", ()) if isinstance(n, str) and n.startswith("wsgi-wasm: ")]

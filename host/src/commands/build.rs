@@ -39,6 +39,10 @@ const SDK_FILES: &[(&str, &str)] = &[
         "streams.py",
         include_str!("../../guest-sdk/python/wsgi_wasm/streams.py"),
     ),
+    (
+        "validate.py",
+        include_str!("../../guest-sdk/python/wsgi_wasm/validate.py"),
+    ),
     ("warmup.py", include_str!("../../guest-sdk/python/wsgi_wasm/warmup.py")),
 ];
 /// The module componentize-py is pointed at; it imports the user's app.

@@ -50,6 +50,7 @@ impl CompileCommand {
                 max_requests_per_instance: 1,
                 idle_timeout: Duration::from_secs(1),
                 grants: Default::default(),
+                validate: None,
             };
             let (app, report) = App::load(&host, path, None, config)?;
             runtime.block_on(app.warm_up())?;

@@ -28,6 +28,7 @@ use crate::wsgi::body::ResponseBody;
 use crate::wsgi::environ::{self, RequestHead, ServerInfo};
 use crate::wsgi::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
 use crate::wsgi::request_body::RequestBody;
+use crate::wsgi::validate;
 use crate::wsgi::{Finished, Usage};
 use arc_swap::ArcSwap;
 
@@ -397,7 +398,15 @@ impl Shared {
                 usage,
             } = app.clone().handle(environ, exchange).await;
             match &outcome {
-                Outcome::AppError(message) => log::app(app.name(), "error", message),
+                Outcome::AppError(message) => {
+                    // A --validate violation gets its own stream, so it can be filtered on.
+                    let stream = if validate::violated_rule(message).is_some() {
+                        "pep3333"
+                    } else {
+                        "error"
+                    };
+                    log::app(app.name(), stream, message)
+                }
                 Outcome::Trap(message) => log::app(app.name(), "trap", message),
                 Outcome::CpuTimeout(message) => log::app(app.name(), "cpu-timeout", message),
                 _ => {}

@@ -24,6 +24,7 @@ use crate::log;
 use crate::wsgi::Usage;
 use crate::wsgi::environ::Environ;
 use crate::wsgi::exchange::{Exchange, Outcome};
+use crate::wsgi::validate::{ValidateMode, pack_for_call};
 use crate::wsgi::{Application, Finished};
 
 /// How long a guest may keep instances between requests, per app.
@@ -55,6 +56,8 @@ pub struct AppConfig {
     /// What the sandbox grants beyond nothing: environment variables,
     /// directories, outbound TCP destinations.
     pub grants: Grants,
+    /// `--validate`: PEP 3333 checks on every request, and what a violation does.
+    pub validate: Option<ValidateMode>,
 }
 
 struct Instance {
@@ -266,7 +269,7 @@ impl App {
         store.set_epoch_deadline(1);
         let result = instance
             .bindings
-            .call_call(&mut *store, &crate::wsgi::environ::pack(&environ))
+            .call_call(&mut *store, &pack_for_call(&environ, self.config.validate))
             .await;
         let exchange = store
             .data_mut()

@@ -13,6 +13,7 @@ pub mod environ;
 pub mod exchange;
 pub mod request_body;
 pub mod response;
+pub mod validate;
 
 use std::any::Any;
 use std::future::Future;

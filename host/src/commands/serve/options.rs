@@ -19,6 +19,7 @@ use wsgi_wasm::log::{self, LogFormat, LogSettings};
 use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant, HttpOrigin};
 use wsgi_wasm::runtime::{AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
+use wsgi_wasm::wsgi::validate::ValidateMode;
 
 /// Requests that may wait for a free instance; one second of a busy app's requests
 /// at a thousand a second, beyond which waiting is worse than a quick 503.
@@ -112,6 +113,14 @@ pub struct AppOptions {
     /// the system's roots: for services with a private CA.
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+
+    // --- Validation (issue 15) ---
+    /// Check every request against PEP 3333 on both sides (the environ, the
+    /// start_response arguments, write(), the iterable, wsgi.input, wsgi.errors).
+    /// `strict` (the default when given without a value) answers a violation with
+    /// 500; `warn` logs it and lets the response through. Off unless given.
+    #[arg(long, value_enum, value_name = "strict|warn", num_args = 0..=1, require_equals = true, default_missing_value = "strict")]
+    pub validate: Option<ValidateMode>,
 }
 
 impl AppOptions {
@@ -130,6 +139,7 @@ impl AppOptions {
             allow_connect: [&self.allow_connect[..], &more.allow_connect].concat(),
             allow_http: [&self.allow_http[..], &more.allow_http].concat(),
             ca_file: more.ca_file.clone().or_else(|| self.ca_file.clone()),
+            validate: more.validate.or(self.validate),
         }
     }
 
@@ -152,6 +162,7 @@ impl AppOptions {
                 http: self.allow_http.clone(),
                 ca_file: self.ca_file.clone(),
             },
+            validate: self.validate,
         })
     }
 
@@ -540,5 +551,23 @@ mod tests {
         assert_eq!(options.env, [("STRIPE_KEY".to_owned(), "sk_test".to_owned())]);
         let err = toml::from_str::<AppOptions>("colour = 1").unwrap_err().to_string();
         assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn validate_is_strict_unless_told_warn() {
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            options: AppOptions,
+        }
+        let parse = |argv: &[&str]| Flags::try_parse_from([&["serve"], argv].concat()).map(|f| f.options.validate);
+        assert_eq!(parse(&[]).unwrap(), None);
+        assert_eq!(parse(&["--validate"]).unwrap(), Some(ValidateMode::Strict));
+        assert_eq!(parse(&["--validate=warn"]).unwrap(), Some(ValidateMode::Warn));
+        assert!(parse(&["--validate=maybe"]).is_err());
+        let pairs = AppOptions::from_pairs(&[("validate".into(), "warn".into())]).unwrap();
+        assert_eq!(pairs.to_config().unwrap().validate, Some(ValidateMode::Warn));
+        let table: AppOptions = toml::from_str(r#"validate = "strict""#).unwrap();
+        assert_eq!(table.validate, Some(ValidateMode::Strict));
     }
 }
