@@ -280,7 +280,7 @@ impl Installer<'_> {
         };
         // A real version conflict between two pure packages is pip's to explain.
         if self
-            .resolve(true, &[OsString::from(&conflict.dependency)], wheels, dir)
+            .resolve(true, &[OsString::from(&conflict.requirement)], wheels, dir)
             .is_ok()
         {
             return raw();
