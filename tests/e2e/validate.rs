@@ -51,6 +51,7 @@ fn each_violation_is_named_failed_in_strict_and_passed_in_warn_mode() {
     let off = format!("/off={fixtures}");
     let server = Server::start_apps(&[&strict, &warn, &off], &[]);
 
+    let mut served_in_warn_mode = 0;
     for (case, rule) in CASES {
         let named = format!("PEP 3333 violation [{rule}]");
         let unvalidated = curl(&[&server.url(&format!("/off/pep3333/{case}"))]).status;
@@ -84,13 +85,17 @@ fn each_violation_is_named_failed_in_strict_and_passed_in_warn_mode() {
             "{case}: the rule {rule} is not named in warn mode:\n{log}"
         );
         assert!(log.contains("--validate=warn"), "{log}");
+        if response.status == 200 {
+            served_in_warn_mode += 1;
+        }
     }
-    // The point of warn mode: most of these apps work, they are just not portable.
-    let passing = CASES
-        .iter()
-        .filter(|(case, _)| curl(&[&server.url(&format!("/warn/pep3333/{case}"))]).status == 200)
-        .count();
-    assert!(passing >= 10, "only {passing} cases pass in warn mode");
+    // The point of warn mode: many of these apps work on this server, they are
+    // just not portable; warn mode serves them while strict mode refuses them.
+    assert!(
+        served_in_warn_mode >= CASES.len() / 2,
+        "only {served_in_warn_mode} of {} cases answered 200 in warn mode",
+        CASES.len()
+    );
 }
 
 #[test]
