@@ -238,17 +238,7 @@ impl Installer<'_> {
         let missing_name = distribution_name(missing);
         let parent = requiring_package(stderr, missing);
         let wanted = parent.as_deref().unwrap_or(&missing_name);
-        let newest = match self.resolve(true, &[OsString::from(wanted)], wheels, dir) {
-            Ok(found) => match found.iter().find(|r| r.key == downgrades::normalize(wanted)) {
-                Some(r) => format!(
-                    "The newest {wanted} that runs in the sandbox is {} (pin {wanted}=={}), an older release: \
-                     check that it suits the app",
-                    r.version, r.version
-                ),
-                None => format!("pip finds no release of {wanted} that installs as pure Python"),
-            },
-            Err(_) => format!("pip finds no release of {wanted} that installs as pure Python"),
-        };
+        let newest = self.newest_pure_release(wanted, wheels, dir);
         let Some(parent) = parent else {
             return anyhow::anyhow!("{error:#}. {newest}");
         };
@@ -259,6 +249,20 @@ impl Installer<'_> {
         anyhow::anyhow!(
             "{asked} cannot be installed for the sandbox: {parent} needs {missing}, and {error:#}. {newest}"
         )
+    }
+
+    /// The sentence naming the newest release of `wanted` that installs for the
+    /// sandbox (to pin), or saying that none does.
+    fn newest_pure_release(&self, wanted: &str, wheels: &Path, dir: &Path) -> String {
+        let found = self.resolve(true, &[OsString::from(wanted)], wheels, dir).ok();
+        match found.and_then(|found| found.into_iter().find(|r| r.key == downgrades::normalize(wanted))) {
+            Some(r) => format!(
+                "The newest {wanted} that runs in the sandbox is {} (pin {wanted}=={}), an older release: \
+                 check that it suits the app",
+                r.version, r.version
+            ),
+            None => format!("pip finds no release of {wanted} that installs as pure Python"),
+        }
     }
 
     /// `pydantic>=2`: pip backtracked through every 2.x, each pinning a pydantic-core
@@ -290,17 +294,7 @@ impl Installer<'_> {
             .cloned()
             .unwrap_or_else(|| conflict.package.clone());
         let wanted = &conflict.package;
-        let newest = match self.resolve(true, &[OsString::from(wanted)], wheels, dir) {
-            Ok(found) => match found.iter().find(|r| r.key == downgrades::normalize(wanted)) {
-                Some(r) => format!(
-                    "The newest {wanted} that runs in the sandbox is {} (pin {wanted}=={}), an older release: \
-                     check that it suits the app",
-                    r.version, r.version
-                ),
-                None => format!("pip finds no release of {wanted} that installs as pure Python"),
-            },
-            Err(_) => format!("pip finds no release of {wanted} that installs as pure Python"),
-        };
+        let newest = self.newest_pure_release(wanted, wheels, dir);
         anyhow::anyhow!(
             "{asked} cannot be installed for the sandbox: every release it allows needs {}, which has no \
              pure-Python release ({}); the sandbox's CPython loads only Python code. {newest}",
