@@ -34,6 +34,10 @@ DEFAULT_JOBS = 3
 # A component that traps while importing a package fails the whole probe build; the
 # script drops that package and rebuilds, at most this many times.
 MAX_PROBE_REBUILDS = 5
+# Packages imported by one probe component. One interpreter importing all ~90 that
+# install (the full list) failed after a while on pure packages such as cachetools,
+# blaming whichever import came last; batches keep such a failure local.
+PROBE_BATCH = 20
 # Seconds for `wsgi-wasm serve` to compile the probe and say where it listens.
 SERVE_TIMEOUT = 600
 
@@ -202,7 +206,16 @@ def app(environ, start_response):
 
 
 def probe(bin_, work, installed, names):
-    """Builds one component importing every installed package; returns dist -> errors."""
+    """Imports every installed package in the sandbox, PROBE_BATCH packages per probe
+    component; returns dist -> errors."""
+    results = {}
+    for start in range(0, len(installed), PROBE_BATCH):
+        results.update(probe_batch(bin_, work, installed[start : start + PROBE_BATCH], names))
+    return results
+
+
+def probe_batch(bin_, work, installed, names):
+    """Builds one component importing each of `installed`; returns dist -> errors."""
     merged = work / "site-packages"
     dropped = {}
     for attempt in range(MAX_PROBE_REBUILDS + 1):
