@@ -40,8 +40,8 @@ impl GrantedFiles {
     }
 
     /// The file at `guest_path` (an absolute path inside the sandbox), opened
-    /// read-only, if it is a regular file under a granted directory.
-    pub fn open_file(&self, guest_path: &str) -> Result<std::fs::File, String> {
+    /// read-only, and its size, if it is a regular file under a granted directory.
+    pub fn open_file(&self, guest_path: &str) -> Result<(std::fs::File, u64), String> {
         if guest_path.len() > MAX_GUEST_PATH {
             return Err(format!("path is longer than {MAX_GUEST_PATH} bytes"));
         }
@@ -65,7 +65,7 @@ impl GrantedFiles {
         if !meta.is_file() {
             return Err(format!("{guest_path}: not a regular file"));
         }
-        Ok(file)
+        Ok((file, meta.len()))
     }
 }
 
@@ -98,6 +98,7 @@ mod tests {
         files
             .open_file("/data/sub/a.txt")
             .unwrap()
+            .0
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "inside");
@@ -131,6 +132,7 @@ mod tests {
         files
             .open_file("/data/static/f")
             .unwrap()
+            .0
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "inner");

@@ -122,11 +122,11 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
                     Ok(path) => path.into_owned(),
                     Err(e) => return Ok((Err(format!("{UNAVAILABLE} malformed path: {e}")),)),
                 };
-                let file = match store.data().files.open_file(&path) {
-                    Ok(file) => file,
+                let (file, size) = match store.data().files.open_file(&path) {
+                    Ok(opened) => opened,
                     Err(message) => return Ok((Err(format!("{UNAVAILABLE} {message}")),)),
                 };
-                send_file(&mut store, file, offset, length).await
+                send_file(&mut store, file, size, offset, length).await
             })
         },
     )?;
@@ -246,12 +246,12 @@ async fn derive_key(
 async fn send_file(
     store: &mut StoreContextMut<'_, GuestState>,
     file: std::fs::File,
+    size: u64,
     offset: u64,
     length: u64,
 ) -> wasmtime::Result<Answer> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     if offset.checked_add(length).is_none_or(|end| end > size) {
         return Ok((Err(format!(
             "{UNAVAILABLE} the file has {size} bytes: {length} from offset {offset} is past its end"
