@@ -94,6 +94,28 @@ pub struct App {
 /// only hold memory, since each still costs the same CPU to create.
 pub const SPARE_INSTANCES: usize = 1;
 
+/// How many times the first instantiation is tried when sealing a memory image fails
+/// with EBUSY. wasmtime builds each core module's initial memory image at the first
+/// instantiation, in a sealed memfd; the kernel refuses F_SEAL_WRITE while any of the
+/// file's pages still holds a transient extra reference (its per-CPU page batches
+/// under load), which CI hit once in about 170 app starts. wasmtime does not keep the
+/// failure, so another try builds the image anew; five covers the ~1 s a loaded
+/// machine may need, and a real fault still fails the start.
+const IMAGE_SEAL_ATTEMPTS: usize = 5;
+/// The pause before the next try, multiplied by the attempt number.
+const IMAGE_SEAL_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Whether a failed instantiation is the transient EBUSY of sealing a memory image.
+fn is_transient_seal_failure(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.to_string().contains("seals")
+            && cause
+                .source()
+                .and_then(|source| source.downcast_ref::<std::io::Error>())
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
+    })
+}
+
 /// An instance slot held past the call: dropping it tears down the retired
 /// instance (resetting its memory takes a while), then frees the slot.
 pub struct Slot {
@@ -201,10 +223,21 @@ impl App {
     /// Creates one instance now, so a component that fails to start is reported
     /// before the server binds its port, and the first request finds it warm.
     pub async fn warm_up(&self) -> Result<()> {
-        let instance = self
-            .instantiate()
-            .await
-            .with_context(|| format!("app {} failed to start", self.name))?;
+        let mut attempt = 1;
+        let instance = loop {
+            match self.instantiate().await {
+                Ok(instance) => break instance,
+                Err(error) if attempt < IMAGE_SEAL_ATTEMPTS && is_transient_seal_failure(&error) => {
+                    log::warn(format_args!(
+                        "app {}: the kernel refused for a moment to seal a memory image ({error:#}); trying again",
+                        self.name
+                    ));
+                    tokio::time::sleep(IMAGE_SEAL_RETRY_PAUSE * attempt as u32).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.context(format!("app {} failed to start", self.name))),
+            }
+        };
         // Never called yet, so it is also a valid spare in request isolation.
         self.idle.lock().unwrap().push(instance);
         Ok(())
@@ -429,5 +462,36 @@ fn describe_trap(error: &wasmtime::Error) -> String {
     match error.downcast_ref::<Trap>() {
         Some(trap) => format!("trapped: {trap}"),
         None => format!("failed: {error:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of the memfd crate's error that wasmtime passes on: its own
+    /// message, the io::Error as its source.
+    #[derive(Debug)]
+    struct SealError(std::io::Error);
+    impl std::fmt::Display for SealError {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("cannot add seals to the memfd")
+        }
+    }
+    impl std::error::Error for SealError {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn only_a_busy_seal_is_tried_again() {
+        let busy = || std::io::Error::from(std::io::ErrorKind::ResourceBusy);
+        let sealing = anyhow::Error::new(SealError(busy())).context("instantiating");
+        assert!(is_transient_seal_failure(&sealing));
+        let other_seal = anyhow::Error::new(SealError(std::io::Error::from(std::io::ErrorKind::PermissionDenied)));
+        assert!(!is_transient_seal_failure(&other_seal));
+        assert!(!is_transient_seal_failure(&anyhow::Error::new(busy())));
+        assert!(!is_transient_seal_failure(&anyhow::anyhow!("out of memory")));
     }
 }
