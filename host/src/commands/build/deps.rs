@@ -31,7 +31,7 @@ pub const TARGET_PYTHON: &str = "3.14";
 /// Distributions built from sdists in one install; past this, something is looping.
 const MAX_SDIST_BUILDS: usize = 32;
 /// Bumped when the layout or the pip options change, so old cache entries are not reused.
-const CACHE_FORMAT: &str = "wsgi-wasm deps v3";
+const CACHE_FORMAT: &str = "wsgi-wasm deps v4";
 
 pub struct Installer<'a> {
     /// The host Python that runs pip.
@@ -113,13 +113,65 @@ impl Installer<'_> {
         let site = dir.join("site-packages");
         let wheels = dir.join("wheels");
         std::fs::create_dir_all(&wheels)?;
+        // Normalised names of the distributions already tried from their sdists.
         let mut built = BTreeSet::new();
         loop {
-            let _ = std::fs::remove_dir_all(&site);
+            self.install_pure(requirements, &site, &wheels, dir, &mut built)?;
+            eprintln!("    installed in {:.1}s", started.elapsed().as_secs_f64());
+            let checked = Instant::now();
+            let native = match self.resolve(false, &requirement_args(requirements), &wheels, dir) {
+                Ok(native) => native,
+                Err(e) => return Ok(Check::Failed(format!("{e:#}"))),
+            };
+            let installed = downgrades::installed_versions(&site)?;
+            eprintln!(
+                "    compared with the newest releases for native platforms in {:.1}s",
+                checked.elapsed().as_secs_f64()
+            );
+            // An older release installed because a newer one needs a native
+            // distribution whose sdist may still build pure: try each such sdist
+            // once, and install again if one did.
+            let mut more = false;
+            for blocker in downgrades::native_blockers(&native, &installed) {
+                let name = distribution_name(&blocker);
+                if !built.insert(downgrades::normalize(&name)) || built.len() > MAX_SDIST_BUILDS {
+                    continue;
+                }
+                eprintln!(
+                    "    {blocker}: needed by a newer release than installed; building it from its sdist without a C compiler..."
+                );
+                match self.build_pure_wheel(&blocker, &name, &wheels, dir) {
+                    Ok(()) => more = true,
+                    Err(_) => eprintln!("    {blocker}: no pure-Python build (native code only)"),
+                }
+            }
+            if !more {
+                return Ok(Check::Done(downgrades::find(
+                    &native,
+                    &installed,
+                    &downgrades::requirement_lines(requirements),
+                )));
+            }
+        }
+    }
+
+    /// pip installs the requirements as pure-Python wheels into `site`; each
+    /// distribution it cannot find that way is built from its sdist without a
+    /// compiler, and pip runs again.
+    fn install_pure(
+        &self,
+        requirements: &[PathBuf],
+        site: &Path,
+        wheels: &Path,
+        dir: &Path,
+        built: &mut BTreeSet<String>,
+    ) -> Result<()> {
+        loop {
+            let _ = std::fs::remove_dir_all(site);
             let mut cmd = self.pip_for_target();
             cmd.arg("install")
                 .arg("--target")
-                .arg(&site)
+                .arg(site)
                 // Pure-Python wheels only: never a wheel with native code for the
                 // machine running the build, and no sdist built with its compiler.
                 .args([
@@ -134,13 +186,13 @@ impl Installer<'_> {
                 .args(["--python-version", TARGET_PYTHON])
                 .args(["--no-compile", "--no-warn-script-location", "--progress-bar", "off"])
                 .arg("--find-links")
-                .arg(&wheels);
+                .arg(wheels);
             for file in requirements {
                 cmd.arg("-r").arg(file);
             }
             let (ok, stderr, stdout) = run_showing_progress(cmd)?;
             if ok {
-                break;
+                return Ok(());
             }
             // Unpinned, pip backtracks through every release before giving up with
             // ResolutionImpossible (`Jinja2` over MarkupSafe, `pydantic>=2` over
@@ -151,35 +203,20 @@ impl Installer<'_> {
                 bail!("pip could not install the requirements:\n{}", stderr.trim_end());
             };
             let name = distribution_name(&requirement);
-            if !built.insert(name.to_lowercase()) || built.len() > MAX_SDIST_BUILDS {
+            if !built.insert(downgrades::normalize(&name)) || built.len() > MAX_SDIST_BUILDS {
                 bail!(
                     "pip could not install the requirements ({name} is still missing):\n{}",
                     stderr.trim_end()
                 );
             }
             eprintln!("    {name}: no pure-Python wheel; building it from its sdist without a C compiler...");
-            if let Err(e) = self.build_pure_wheel(&requirement, &name, &wheels, dir) {
+            if let Err(e) = self.build_pure_wheel(&requirement, &name, wheels, dir) {
                 if let Some(conflict) = conflict {
-                    return Err(self.explain_conflict(requirements, &conflict, &wheels, dir));
+                    return Err(self.explain_conflict(requirements, &conflict, wheels, dir));
                 }
-                return Err(self.explain_unmet(requirements, &stderr, &requirement, &wheels, dir, e));
+                return Err(self.explain_unmet(requirements, &stderr, &requirement, wheels, dir, e));
             }
         }
-        eprintln!("    installed in {:.1}s", started.elapsed().as_secs_f64());
-        let checked = Instant::now();
-        let check = match self.resolve(false, &requirement_args(requirements), &wheels, dir) {
-            Ok(native) => Check::Done(downgrades::find(
-                &native,
-                &downgrades::installed_versions(&site)?,
-                &downgrades::requirement_lines(requirements),
-            )),
-            Err(e) => Check::Failed(format!("{e:#}")),
-        };
-        eprintln!(
-            "    compared with the newest releases for native platforms in {:.1}s",
-            checked.elapsed().as_secs_f64()
-        );
-        Ok(check)
     }
 
     /// A dry-run resolve with pip's `--report`: `pure` as for the sandbox, else for

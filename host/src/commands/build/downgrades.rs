@@ -154,6 +154,38 @@ fn is_newer(newest: &str, installed: &str) -> bool {
     }
 }
 
+/// The packages the sandbox got older than the native resolve, by key.
+fn older<'a>(native: &'a [Resolved], installed: &BTreeMap<String, String>) -> BTreeSet<&'a str> {
+    native
+        .iter()
+        .filter(|r| installed.get(&r.key).is_some_and(|v| is_newer(&r.version, v)))
+        .map(|r| r.key.as_str())
+        .collect()
+}
+
+/// The native distributions (`markupsafe==3.0.4`) that hold an installed package back:
+/// an older package itself when its newest release is native, or a native dependency
+/// of an older package that the sandbox does not have at that version. pip never
+/// builds their sdists when an older release of the package installs without them
+/// (unpinned Werkzeug becomes 2.1.2, which needs no MarkupSafe), yet some of those
+/// sdists fall back to pure Python without a compiler: the build tries each once.
+pub fn native_blockers(native: &[Resolved], installed: &BTreeMap<String, String>) -> Vec<String> {
+    let by_key: BTreeMap<&str, &Resolved> = native.iter().map(|r| (r.key.as_str(), r)).collect();
+    let older = older(native, installed);
+    let mut out = BTreeSet::new();
+    for r in native.iter().filter(|r| older.contains(r.key.as_str())) {
+        if r.native {
+            out.insert(format!("{}=={}", r.name, r.version));
+        }
+        for d in r.requires.iter().filter_map(|k| by_key.get(k.as_str())) {
+            if d.native && installed.get(&d.key) != Some(&d.version) {
+                out.insert(format!("{}=={}", d.name, d.version));
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// Compares the sandbox's install with the native resolve of the same requirements.
 pub fn find(
     native: &[Resolved],
@@ -161,11 +193,7 @@ pub fn find(
     asked: &BTreeMap<String, String>,
 ) -> Vec<Downgrade> {
     let by_key: BTreeMap<&str, &Resolved> = native.iter().map(|r| (r.key.as_str(), r)).collect();
-    let older: BTreeSet<&str> = native
-        .iter()
-        .filter(|r| installed.get(&r.key).is_some_and(|v| is_newer(&r.version, v)))
-        .map(|r| r.key.as_str())
-        .collect();
+    let older = older(native, installed);
     let mut out = Vec::new();
     for r in native.iter().filter(|r| older.contains(r.key.as_str())) {
         let deps: Vec<&Resolved> = r
@@ -354,6 +382,12 @@ mod tests {
         );
         let check = Check::Done(found);
         assert_eq!(Check::from_json(&check.to_json()), Some(check));
+        assert_eq!(native_blockers(&native, &installed), ["pydantic-core==2.50.5"]);
+        // Once the sandbox has the newest pydantic, nothing holds it back.
+        let caught_up: BTreeMap<String, String> = [("pydantic", "2.14.4"), ("pydantic-core", "2.50.5")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert!(native_blockers(&native, &caught_up).is_empty());
     }
 
     #[test]
