@@ -299,7 +299,7 @@ fn compatibility_script_measures_a_short_list_and_writes_the_table() {
     let text = std::fs::read_to_string(&table).unwrap();
     assert!(
         text.contains(
-            "**Totals: 6 packages; 4 install, 4 import, 1 get an older release than native platforms, 2 do not work.**"
+            "**Totals: 7 packages; 5 install, 5 import, 1 get an older release than native platforms, 2 do not work.**"
         ),
         "{text}"
     );
