@@ -462,6 +462,7 @@ fn django_admin_login_page_renders_and_logs_in() {
         .unwrap();
     let (_, time) = line.split_once(" time=").unwrap();
     let millis: f64 = time.split("ms").next().unwrap().parse().unwrap();
+    eprintln!("django admin login: {millis} ms of server time");
     assert!(millis < 1000.0, "login took {millis} ms of server time: {line}");
     let index = curl(&["-b", &jar, &server.url("/admin/")]);
     assert!(
