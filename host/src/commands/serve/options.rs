@@ -19,6 +19,7 @@ use wsgi_wasm::log::{self, LogFormat, LogSettings};
 use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant, HttpOrigin};
 use wsgi_wasm::runtime::{AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
+use wsgi_wasm::wsgi::recording::{RecordOnly, RecordSettings};
 use wsgi_wasm::wsgi::validate::ValidateMode;
 
 /// Requests that may wait for a free instance; one second of a busy app's requests
@@ -121,6 +122,23 @@ pub struct AppOptions {
     /// 500; `warn` logs it and lets the response through. Off unless given.
     #[arg(long, value_enum, value_name = "strict|warn", num_args = 0..=1, require_equals = true, default_missing_value = "strict")]
     pub validate: Option<ValidateMode>,
+
+    // --- Record and replay (issue 15) ---
+    /// Write requests to files in DIR (created private, 0700) for `wsgi-wasm
+    /// replay`: the environ, the request body, the clock readings and random bytes
+    /// the app got, and the response. Recordings may hold secrets (cookies,
+    /// Authorization headers, bodies); each file is 0600. Off unless given.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: `errors` writes only requests answered 5xx [default: all].
+    #[arg(long, value_enum, value_name = "all|errors")]
+    pub record_only: Option<RecordOnly>,
+
+    /// With --record: record one request in N (taken in turn, before
+    /// --record-only looks at the status) [default: 1, every request].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_sample: Option<u64>,
 }
 
 impl AppOptions {
@@ -140,6 +158,9 @@ impl AppOptions {
             allow_http: [&self.allow_http[..], &more.allow_http].concat(),
             ca_file: more.ca_file.clone().or_else(|| self.ca_file.clone()),
             validate: more.validate.or(self.validate),
+            record: more.record.clone().or_else(|| self.record.clone()),
+            record_only: more.record_only.or(self.record_only),
+            record_sample: more.record_sample.or(self.record_sample),
         }
     }
 
@@ -163,6 +184,11 @@ impl AppOptions {
                 ca_file: self.ca_file.clone(),
             },
             validate: self.validate,
+            record: self.record.as_ref().map(|dir| RecordSettings {
+                dir: dir.clone(),
+                only: self.record_only.unwrap_or(RecordOnly::All),
+                sample: self.record_sample.unwrap_or(1),
+            }),
         })
     }
 
