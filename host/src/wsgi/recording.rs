@@ -377,6 +377,8 @@ impl Recorder {
     /// Writes the file under a name that sorts by time and is unique: the time,
     /// this process's id and a counter. Written beside it first and renamed, so a
     /// reader never sees half a file; created 0600, never replacing another file.
+    /// Not synced to the disk: a recording is a debugging aid, not worth a disk
+    /// flush per recorded request (one lost in a power cut is acceptable).
     fn write(&self, recording: &Recording) -> Result<PathBuf, String> {
         let json = serde_json::to_vec_pretty(recording).map_err(|e| e.to_string())?;
         let stamp: String = recording
@@ -395,7 +397,6 @@ impl Recorder {
             .open(&partial)
             .map_err(|e| format!("{}: {e}", partial.display()))?;
         file.write_all(&json)
-            .and_then(|()| file.sync_data())
             .and_then(|()| fs::rename(&partial, &path))
             .map_err(|e| {
                 let _ = fs::remove_file(&partial);
