@@ -168,6 +168,9 @@ impl AppOptions {
     pub fn to_config(&self) -> Result<AppConfig, String> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let max_memory = self.max_memory.unwrap_or(DEFAULT_MAX_MEMORY);
+        if self.record.is_none() && (self.record_only.is_some() || self.record_sample.is_some()) {
+            return Err("record-only and record-sample choose what --record writes: give --record DIR too".into());
+        }
         Ok(AppConfig {
             isolation: self.isolation.unwrap_or(Isolation::Pooled),
             max_memory: usize::try_from(max_memory).map_err(|_| format!("max-memory {max_memory} is too large"))?,
@@ -595,5 +598,33 @@ mod tests {
         assert_eq!(pairs.to_config().unwrap().validate, Some(ValidateMode::Warn));
         let table: AppOptions = toml::from_str(r#"validate = "strict""#).unwrap();
         assert_eq!(table.validate, Some(ValidateMode::Strict));
+    }
+
+    #[test]
+    fn record_options_parse_alike_everywhere_and_stack() {
+        let pairs = AppOptions::from_pairs(&[
+            ("record".into(), "/tmp/rec".into()),
+            ("record-only".into(), "errors".into()),
+            ("record-sample".into(), "10".into()),
+        ])
+        .unwrap();
+        let expected = Some(RecordSettings {
+            dir: "/tmp/rec".into(),
+            only: RecordOnly::Errors,
+            sample: 10,
+        });
+        assert_eq!(pairs.to_config().unwrap().record, expected);
+        let table: AppOptions =
+            toml::from_str("record = \"/tmp/rec\"\nrecord-only = \"errors\"\nrecord-sample = 10").unwrap();
+        assert_eq!(table.to_config().unwrap().record, expected);
+        assert!(AppOptions::from_pairs(&[("record-sample".into(), "0".into())]).is_err());
+        // Only the directory given: every request.
+        let dir_only = AppOptions::from_pairs(&[("record".into(), "d".into())]).unwrap();
+        let settings = dir_only.to_config().unwrap().record.unwrap();
+        assert_eq!((settings.only, settings.sample), (RecordOnly::All, 1));
+        // What to record, without where: a mistake, said at start.
+        let stacked =
+            AppOptions::default().over(&AppOptions::from_pairs(&[("record-only".into(), "errors".into())]).unwrap());
+        assert!(stacked.to_config().unwrap_err().contains("give --record DIR"));
     }
 }
