@@ -21,7 +21,7 @@ use hyper::Response;
 use serde::{Deserialize, Serialize};
 
 use super::body::ResponseBody;
-use super::environ::Environ;
+use super::environ::{Environ, PACK_SEPARATOR};
 use crate::log;
 
 /// The file format's version; replay refuses other versions rather than guessing.
@@ -203,6 +203,14 @@ impl Recording {
                 recording.host.insecure_seed
             )
         })?;
+        // The environ reaches the guest packed with separators: an entry that holds
+        // one, or a character an environ cannot have (not latin-1), is not from a server.
+        let invalid = |text: &String| text.contains(PACK_SEPARATOR) || text.chars().any(|c| u32::from(c) > 0xff);
+        if let Some((key, _)) = recording.environ.iter().find(|(k, v)| invalid(k) || invalid(v)) {
+            return Err(format!(
+                "{shown} is not a valid recording: the environ entry {key:?} holds a character no environ can"
+            ));
+        }
         if !(100..=999).contains(&recording.response.status) {
             return Err(format!(
                 "{shown} is not a valid recording: status {}",
@@ -493,6 +501,28 @@ mod tests {
             fs::write(&path, text).unwrap();
             let error = Recording::read(&path).unwrap_err();
             assert!(error.contains(expect), "{text}: {error}");
+        }
+        let mut recording = Recording {
+            format: FORMAT_VERSION,
+            recorded_at: String::new(),
+            context: AppContext::default(),
+            instance_calls_before: 0,
+            environ: vec![("HTTP_X".into(), format!("a{PACK_SEPARATOR}b"))],
+            request_body: Vec::new(),
+            host: HostValues {
+                insecure_seed: "1".into(),
+                ..Default::default()
+            },
+            response: RecordedResponse {
+                status: 200,
+                ..Default::default()
+            },
+        };
+        for value in [format!("a{PACK_SEPARATOR}b"), "\u{100}".to_owned()] {
+            recording.environ[0].1 = value;
+            fs::write(&path, serde_json::to_vec(&recording).unwrap()).unwrap();
+            let error = Recording::read(&path).unwrap_err();
+            assert!(error.contains("\"HTTP_X\" holds a character no environ can"), "{error}");
         }
     }
 }
