@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
             idle_timeout: Duration::from_secs(3600),
             grants: Default::default(),
             validate: None,
+            record: None,
         };
         let (app, _) = App::load(&host, std::path::Path::new(&path), None, config)?;
         app.warm_up().await?;

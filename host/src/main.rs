@@ -25,6 +25,7 @@ enum Cli {
     Serve(commands::serve::ServeCommand),
     Build(commands::build::BuildCommand),
     Compile(commands::compile::CompileCommand),
+    Replay(commands::replay::ReplayCommand),
 }
 
 fn main() {
@@ -34,6 +35,12 @@ fn main() {
         Cli::Serve(cmd) => cmd.execute(),
         Cli::Build(cmd) => cmd.execute(),
         Cli::Compile(cmd) => cmd.execute(),
+        // Its exit status says how the replay compared (see its --help).
+        Cli::Replay(cmd) => {
+            let status = cmd.execute();
+            wsgi_wasm::log::flush();
+            std::process::exit(status);
+        }
     };
     wsgi_wasm::log::flush();
     if let Err(e) = result {

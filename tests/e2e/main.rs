@@ -23,6 +23,7 @@ mod operations;
 mod outbound;
 mod packages;
 mod proxies;
+mod record;
 mod response;
 mod rolling;
 mod shutdown;

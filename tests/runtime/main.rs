@@ -33,6 +33,7 @@ fn config() -> AppConfig {
         idle_timeout: Duration::from_secs(60),
         grants: Default::default(),
         validate: None,
+        record: None,
     }
 }
 

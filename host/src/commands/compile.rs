@@ -51,6 +51,7 @@ impl CompileCommand {
                 idle_timeout: Duration::from_secs(1),
                 grants: Default::default(),
                 validate: None,
+                record: None,
             };
             let (app, report) = App::load(&host, path, None, config)?;
             runtime.block_on(app.warm_up())?;

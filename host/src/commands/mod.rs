@@ -2,4 +2,5 @@
 
 pub mod build;
 pub mod compile;
+pub mod replay;
 pub mod serve;

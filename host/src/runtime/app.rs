@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::Rng;
 
 use super::Runtime;
 use super::bindings::WsgiApp;
@@ -20,10 +21,12 @@ use super::files::GrantedFiles;
 use super::grants::{Grants, NetworkPolicy};
 use super::outbound::TlsPolicy;
 use super::state::GuestState;
+use super::tape::Tape;
 use crate::log;
 use crate::wsgi::Usage;
 use crate::wsgi::environ::Environ;
 use crate::wsgi::exchange::{Exchange, Outcome};
+use crate::wsgi::recording::{AppContext, HostValues, RecordSettings, Recorder};
 use crate::wsgi::validate::{ValidateMode, pack_for_call};
 use crate::wsgi::{Application, Finished};
 
@@ -58,6 +61,25 @@ pub struct AppConfig {
     pub grants: Grants,
     /// `--validate`: PEP 3333 checks on every request, and what a violation does.
     pub validate: Option<ValidateMode>,
+    /// `--record DIR`: requests written to files for `wsgi-wasm replay`.
+    pub record: Option<RecordSettings>,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Pooled => "pooled",
+            Isolation::Request => "request",
+        }
+    }
+}
+
+/// What a call does with the instance's taped clocks and random generators.
+enum Taping {
+    /// Serving: the request is recorded if the app's recorder samples it.
+    Serve,
+    /// `wsgi-wasm replay`: a fresh instance is handed these values.
+    Replay(HostValues),
 }
 
 struct Instance {
@@ -87,6 +109,8 @@ pub struct App {
     waiting: AtomicUsize,
     /// Spare instances being created in the background (request isolation).
     refilling: AtomicUsize,
+    /// `config.record`'s writer; its instances get taped clocks and generators.
+    recorder: Option<Arc<Recorder>>,
 }
 
 /// Fresh instances kept ready in request isolation. One hides instantiation
@@ -173,7 +197,14 @@ impl App {
             Some(name) => name.into(),
             None => path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into(),
         };
+        let recorder = match &config.record {
+            Some(settings) => {
+                Some(Recorder::new(settings, recording_context(&name, &config)).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
         let app = Arc::new(App {
+            recorder,
             network,
             tls,
             files,
@@ -268,7 +299,7 @@ impl App {
             _permit: Some(permit),
             retired: None,
         };
-        let (exchange, outcome, usage) = self.call_in_slot(environ, exchange, &mut slot).await;
+        let (exchange, outcome, usage, _) = self.call_in_slot(environ, exchange, &mut slot, Taping::Serve).await;
         Finished {
             exchange,
             outcome,
@@ -277,25 +308,92 @@ impl App {
         }
     }
 
-    async fn call_in_slot(
+    /// Runs one recorded call again (`wsgi-wasm replay`): a fresh instance, as
+    /// serve would make one, whose clocks and random generators hand back
+    /// `values`. Also returns which recorded source ran out, if the app asked for
+    /// more than the recording holds.
+    pub async fn replay(
         self: &Arc<Self>,
         environ: Environ,
         exchange: Exchange,
+        values: HostValues,
+    ) -> (Finished, Option<String>) {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let mut slot = Slot {
+            app: Some(self.clone()),
+            _permit: Some(permit),
+            retired: None,
+        };
+        let (exchange, outcome, usage, shortfall) = self
+            .call_in_slot(environ, exchange, &mut slot, Taping::Replay(values))
+            .await;
+        let finished = Finished {
+            exchange,
+            outcome,
+            held: Box::new(slot),
+            usage,
+        };
+        (finished, shortfall)
+    }
+
+    async fn call_in_slot(
+        self: &Arc<Self>,
+        environ: Environ,
+        mut exchange: Exchange,
         slot: &mut Slot,
-    ) -> (Exchange, Outcome, Option<Usage>) {
-        let reused = self.idle.lock().unwrap().pop();
-        if self.config.isolation == Isolation::Request {
-            // The spare just taken is replaced in the background.
-            self.refill_spare();
-        }
-        let mut instance = match reused {
-            Some(instance) => instance,
-            None => match self.instantiate().await {
-                Ok(instance) => instance,
-                Err(e) => return (exchange, Outcome::Trap(format!("instantiation failed: {e:#}")), None),
-            },
+        taping: Taping,
+    ) -> (Exchange, Outcome, Option<Usage>, Option<String>) {
+        let replaying = matches!(taping, Taping::Replay(_));
+        let instance = match &taping {
+            Taping::Replay(values) => {
+                // Checked when the file was read.
+                let seed = values.insecure_seed.parse().unwrap_or_default();
+                self.instantiate_with(Some(seed)).await
+            }
+            Taping::Serve => {
+                let reused = self.idle.lock().unwrap().pop();
+                if self.config.isolation == Isolation::Request {
+                    // The spare just taken is replaced in the background.
+                    self.refill_spare();
+                }
+                match reused {
+                    Some(instance) => Ok(instance),
+                    None => self.instantiate().await,
+                }
+            }
+        };
+        let mut instance = match instance {
+            Ok(instance) => instance,
+            Err(e) => {
+                return (
+                    exchange,
+                    Outcome::Trap(format!("instantiation failed: {e:#}")),
+                    None,
+                    None,
+                );
+            }
         };
         let store = &mut instance.store;
+        let tape = store.data().tape.clone();
+        let mut recording = false;
+        match (taping, &tape) {
+            (Taping::Replay(values), Some(tape)) => tape.start_replaying(values),
+            (Taping::Serve, Some(tape)) => {
+                if let Some(mut transcript) = self.recorder.as_ref().and_then(|r| r.begin(&environ)) {
+                    transcript.instance_calls_before = instance.served;
+                    exchange.record(transcript);
+                    tape.start_recording();
+                    recording = true;
+                }
+            }
+            (_, None) => {}
+        }
         store.data_mut().exchange = Some(exchange);
         store.data_mut().cpu_ticks = 0;
         store.data_mut().limits.refused_growth = false;
@@ -304,11 +402,24 @@ impl App {
             .bindings
             .call_call(&mut *store, &pack_for_call(&environ, self.config.validate))
             .await;
-        let exchange = store
+        let mut exchange = store
             .data_mut()
             .exchange
             .take()
             .expect("exchange stays in the store during the call");
+        let mut shortfall = None;
+        if let Some(tape) = &tape {
+            if recording
+                && let Some(mut values) = tape.take_recording()
+                && let Some(transcript) = exchange.transcript_mut()
+            {
+                values.insecure_seed = store.data().insecure_seed.to_string();
+                transcript.host = values;
+            }
+            if replaying {
+                shortfall = tape.take_replay_shortfall();
+            }
+        }
         store.data_mut().tls.end_request();
         instance.served += 1;
         let usage = Usage {
@@ -341,6 +452,7 @@ impl App {
             );
         }
         let keep = self.config.isolation == Isolation::Pooled
+            && !replaying
             && !matches!(outcome, Outcome::Trap(_) | Outcome::CpuTimeout(_))
             && !bloated
             && instance.served < self.config.max_requests_per_instance;
@@ -350,7 +462,7 @@ impl App {
         } else {
             slot.retired = Some(instance);
         }
-        (exchange, outcome, Some(usage))
+        (exchange, outcome, Some(usage), shortfall)
     }
 
     /// In request isolation, keeps SPARE_INSTANCES fresh, never-used instances
@@ -371,6 +483,17 @@ impl App {
     }
 
     async fn instantiate(&self) -> Result<Instance> {
+        // A recorded app's instances get taped clocks and generators, and a seed
+        // of their own that recordings can name.
+        let seed = self.recorder.is_some().then(|| {
+            let mut host = wasmtime_wasi::thread_rng();
+            (u128::from(host.next_u64()) << 64) | u128::from(host.next_u64())
+        });
+        self.instantiate_with(seed).await
+    }
+
+    /// `tape_seed`: taped clocks and generators, with this insecure seed.
+    async fn instantiate_with(&self, tape_seed: Option<u128>) -> Result<Instance> {
         let slot = self.capacity.acquire().await;
         let state = GuestState::new(
             self.name.clone(),
@@ -379,6 +502,7 @@ impl App {
             self.network.clone(),
             self.tls.clone(),
             self.files.clone(),
+            tape_seed.map(|seed| (Tape::default(), seed)),
         )?;
         let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let mut store = Store::new(&self.engine, state);
@@ -455,6 +579,23 @@ impl Application for App {
         exchange: Exchange,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Finished> + Send>> {
         Box::pin(async move { self.call(environ, exchange).await })
+    }
+}
+
+/// How this app's recordings describe it.
+fn recording_context(name: &str, config: &AppConfig) -> AppContext {
+    let grants = &config.grants;
+    let unrecorded_grants = (grants.dirs.iter())
+        .map(|dir| format!("--dir {}:{}", dir.host.display(), dir.guest))
+        .chain(grants.connect.iter().map(|c| format!("--allow-connect {c}")))
+        .chain(grants.http.iter().map(|o| format!("--allow-http {o}")))
+        .collect();
+    AppContext {
+        name: name.to_owned(),
+        isolation: config.isolation.as_str().to_owned(),
+        validate: config.validate.map(|mode| mode.as_str().to_owned()),
+        env: grants.env.clone(),
+        unrecorded_grants,
     }
 }
 

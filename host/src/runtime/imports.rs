@@ -122,6 +122,9 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
                     Ok(path) => path.into_owned(),
                     Err(e) => return Ok((Err(format!("{UNAVAILABLE} malformed path: {e}")),)),
                 };
+                store
+                    .data()
+                    .note_unrecorded("files sent by the host (wsgi.file_wrapper under --dir)");
                 let (file, size) = match store.data().files.open_file(&path) {
                     Ok(opened) => opened,
                     Err(message) => return Ok((Err(format!("{UNAVAILABLE} {message}")),)),

@@ -14,6 +14,7 @@ pub mod imports;
 pub mod network;
 pub mod outbound;
 pub mod state;
+pub mod tape;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -276,6 +276,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> LinkResult<()> {
                     _ => return Ok((Err("not a valid host name".to_owned()),)),
                 };
                 let state = store.data_mut();
+                state.note_unrecorded("outbound TLS connections (--allow-http https)");
                 let network = state.network.clone();
                 match state.tls.connect(&network, &host, port).await {
                     Ok(handle) => Ok((Ok(handle),)),

@@ -18,6 +18,7 @@ use super::engine::EPOCH_TICK;
 use super::files::GrantedFiles;
 use super::grants::{Grants, NetworkPolicy};
 use super::outbound::{TlsConnections, TlsPolicy};
+use super::tape::Tape;
 use crate::log;
 use crate::wsgi::exchange::Exchange;
 
@@ -43,6 +44,11 @@ pub struct GuestState {
     pub tls: TlsConnections,
     /// The granted directories, for files the host sends (`send-file`).
     pub files: Arc<GrantedFiles>,
+    /// The taped clocks and random generators, when requests are recorded or
+    /// replayed; None otherwise (the host's own, untouched).
+    pub tape: Option<Tape>,
+    /// `wasi:random/insecure-seed` of this instance, for recordings.
+    pub insecure_seed: u128,
 }
 
 impl GuestState {
@@ -53,8 +59,15 @@ impl GuestState {
         network: Arc<NetworkPolicy>,
         tls: Arc<TlsPolicy>,
         files: Arc<GrantedFiles>,
+        tape: Option<(Tape, u128)>,
     ) -> wasmtime::Result<Self> {
         let mut builder = WasiCtx::builder();
+        let mut insecure_seed = 0;
+        if let Some((tape, seed)) = &tape {
+            tape.install(&mut builder, *seed);
+            insecure_seed = *seed;
+        }
+        let tape = tape.map(|(tape, _)| tape);
         builder
             .stdout(LogStream {
                 app: app.clone(),
@@ -79,12 +92,16 @@ impl GuestState {
             // names and IP literals without ever asking DNS about anything else.
             let policy = network.clone();
             let app = app.clone();
+            let tape = tape.clone();
             builder
                 .allow_tcp(true)
                 .allow_udp(false)
                 .allow_ip_name_lookup(true)
                 .socket_addr_check(move |addr, use_| {
                     let allowed = socket_use_allowed(&policy, addr, use_);
+                    if allowed && let Some(tape) = &tape {
+                        tape.note_unrecorded(UNRECORDED_SOCKETS);
+                    }
                     if !allowed {
                         log::app(&app, "denied", denial_message(addr, use_));
                     }
@@ -107,7 +124,16 @@ impl GuestState {
             network,
             tls: TlsConnections::new(tls),
             files,
+            tape,
+            insecure_seed,
         })
+    }
+
+    /// Notes, in a recording, a host service whose results it does not hold.
+    pub fn note_unrecorded(&self, what: &str) {
+        if let Some(tape) = &self.tape {
+            tape.note_unrecorded(what);
+        }
     }
 
     pub fn app_name(&self) -> &str {
@@ -128,6 +154,9 @@ impl GuestState {
         self.cpu_ticks = self.cpu_ticks.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX));
     }
 }
+
+/// How a recording names the connections it does not hold the bytes of.
+const UNRECORDED_SOCKETS: &str = "outbound connections (--allow-connect, --allow-http)";
 
 /// A connection to a granted destination, and the implicit bind that comes with
 /// it; never a listening socket or an explicit bind to an address of its own.

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Limit;
 use super::environ::SERVER_SOFTWARE;
+use super::recording::{RecordedResponse, Transcript};
 use super::request_body::{ReadError, RequestBody};
 use super::response::ResponseHead;
 use crate::wsgi::body::{BodyAborted, Chunk, ResponseBody};
@@ -77,6 +78,8 @@ pub struct Exchange {
     /// Why reading the request body failed, if it did: the client's fault, which
     /// the error response should say rather than blame the app.
     read_failure: Option<ReadError>,
+    /// What this request sent and got, when it is being recorded (`--record`).
+    transcript: Option<Box<Transcript>>,
 }
 
 impl Exchange {
@@ -95,8 +98,29 @@ impl Exchange {
             body_bytes: 0,
             aborted: false,
             read_failure: None,
+            transcript: None,
         };
         (exchange, rx)
+    }
+
+    /// Records this request: its body as the app reads it and the response.
+    pub fn record(&mut self, transcript: Transcript) {
+        self.transcript = Some(Box::new(transcript));
+    }
+
+    pub fn transcript_mut(&mut self) -> Option<&mut Transcript> {
+        self.transcript.as_deref_mut()
+    }
+
+    /// Sends the response head (and a whole body), noting it in the transcript.
+    fn reply(&mut self, reply: Reply, response: Response<ResponseBody>) {
+        if let Some(transcript) = &mut self.transcript {
+            transcript.set_head(RecordedResponse::head_of(&response));
+            if let ResponseBody::Full(Some(body)) = response.body() {
+                transcript.add_response_body(body);
+            }
+        }
+        let _ = reply.send(response);
     }
 
     pub fn headers_sent(&self) -> bool {
@@ -192,14 +216,19 @@ impl Exchange {
             ResponseBody::full(data)
         };
         self.status = head.status;
-        let _ = reply.send(build_response(head, body));
+        self.reply(reply, build_response(head, body));
         Ok(())
     }
 
     pub async fn read(&mut self, max: u32) -> Result<Bytes, ReadError> {
         let result = self.body.read(max as usize).await;
-        if let Err(e) = &result {
-            self.read_failure = Some(e.clone());
+        match &result {
+            Ok(bytes) => {
+                if let Some(transcript) = &mut self.transcript {
+                    transcript.add_request_body(bytes);
+                }
+            }
+            Err(e) => self.read_failure = Some(e.clone()),
         }
         result
     }
@@ -224,7 +253,7 @@ impl Exchange {
                     self.abort("app sent fewer bytes than its Content-Length").await;
                 } else {
                     self.status = head.status;
-                    let _ = reply.send(build_response(head, ResponseBody::Empty));
+                    self.reply(reply, build_response(head, ResponseBody::Empty));
                 }
             }
             (State::Open { reply, .. }, outcome) => {
@@ -246,7 +275,7 @@ impl Exchange {
                         .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 self.body_bytes = response.body().size_hint().exact().unwrap_or(0);
-                let _ = reply.send(response);
+                self.reply(reply, response);
             }
             (State::Streaming { tx, remaining }, Outcome::Completed) => {
                 self.state = State::Streaming { tx, remaining };
@@ -266,6 +295,9 @@ impl Exchange {
             (_, Some(ReadError::TooLarge(_))) => Some(Limit::BodySize),
             _ => None,
         };
+        if let Some(transcript) = self.transcript.take() {
+            transcript.finish();
+        }
         Summary {
             status: self.status,
             body_bytes: self.body_bytes,
@@ -286,14 +318,14 @@ impl Exchange {
         self.status = head.status;
         let remaining = head.content_length;
         if self.is_head || !head.allows_body() {
-            let _ = reply.send(build_response(head, ResponseBody::Empty));
+            self.reply(reply, build_response(head, ResponseBody::Empty));
             self.state = State::Streaming {
                 tx: None,
                 remaining: None,
             };
         } else {
             let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-            let _ = reply.send(build_response(head, ResponseBody::Stream(rx, None)));
+            self.reply(reply, build_response(head, ResponseBody::Stream(rx, None)));
             self.state = State::Streaming {
                 tx: Some(tx),
                 remaining,
@@ -318,9 +350,14 @@ impl Exchange {
             *left -= data.len() as u64;
         }
         let len = data.len() as u64;
+        // Bytes is a reference count: the copy kept for the transcript is cheap.
+        let recorded = self.transcript.is_some().then(|| data.clone());
         match tokio::time::timeout(self.write_timeout, sender.send(Ok(data))).await {
             Ok(Ok(())) => {
                 self.body_bytes += len;
+                if let (Some(transcript), Some(data)) = (&mut self.transcript, recorded) {
+                    transcript.add_response_body(&data);
+                }
                 Ok(())
             }
             Ok(Err(_)) => {
@@ -338,6 +375,9 @@ impl Exchange {
 
     async fn abort(&mut self, why: &'static str) {
         self.aborted = true;
+        if let Some(transcript) = &mut self.transcript {
+            transcript.set_incomplete();
+        }
         if let State::Streaming { tx: Some(sender), .. } = &mut self.state {
             let _ = tokio::time::timeout(self.write_timeout, sender.send(Err(BodyAborted(why)))).await;
         }

@@ -11,6 +11,7 @@
 pub mod body;
 pub mod environ;
 pub mod exchange;
+pub mod recording;
 pub mod request_body;
 pub mod response;
 pub mod validate;

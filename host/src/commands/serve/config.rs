@@ -195,7 +195,7 @@ fn check<T: for<'de> Deserialize<'de>>(key: &str, value: &Value) -> Result<(), S
 
 /// Paths in a config file are relative to the file, not to wherever the server
 /// was started from: the host side of `dirs` entries, `static` directories,
-/// `cache-dir` and `ca-file`.
+/// `cache-dir`, `ca-file` and `record`.
 fn relative_to(base: &Path, key: &str, value: &mut Value) {
     let absolute = |path: &str| -> String {
         if Path::new(path).is_absolute() {
@@ -221,7 +221,7 @@ fn relative_to(base: &Path, key: &str, value: &mut Value) {
                 }
             }
         }
-        ("cache-dir" | "ca-file" | "tls-cert" | "tls-key", Value::String(path)) => *path = absolute(path),
+        ("cache-dir" | "ca-file" | "tls-cert" | "tls-key" | "record", Value::String(path)) => *path = absolute(path),
         _ => {}
     }
 }

@@ -22,7 +22,7 @@ mod activation;
 mod admin;
 mod config;
 mod deploy;
-mod options;
+pub(crate) mod options;
 mod spec;
 
 /// The parsers `serve` runs on its input, for the fuzz targets (host/fuzz): a

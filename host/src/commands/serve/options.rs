@@ -19,6 +19,7 @@ use wsgi_wasm::log::{self, LogFormat, LogSettings};
 use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant, HttpOrigin};
 use wsgi_wasm::runtime::{AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
+use wsgi_wasm::wsgi::recording::{RecordOnly, RecordSettings};
 use wsgi_wasm::wsgi::validate::ValidateMode;
 
 /// Requests that may wait for a free instance; one second of a busy app's requests
@@ -121,6 +122,23 @@ pub struct AppOptions {
     /// 500; `warn` logs it and lets the response through. Off unless given.
     #[arg(long, value_enum, value_name = "strict|warn", num_args = 0..=1, require_equals = true, default_missing_value = "strict")]
     pub validate: Option<ValidateMode>,
+
+    // --- Record and replay (issue 15) ---
+    /// Write requests to files in DIR (created private, 0700) for `wsgi-wasm
+    /// replay`: the environ, the request body, the clock readings and random bytes
+    /// the app got, and the response. Recordings may hold secrets (cookies,
+    /// Authorization headers, bodies); each file is 0600. Off unless given.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: `errors` writes only requests answered 5xx [default: all].
+    #[arg(long, value_enum, value_name = "all|errors")]
+    pub record_only: Option<RecordOnly>,
+
+    /// With --record: record one request in N (taken in turn, before
+    /// --record-only looks at the status) [default: 1, every request].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_sample: Option<u64>,
 }
 
 impl AppOptions {
@@ -140,6 +158,9 @@ impl AppOptions {
             allow_http: [&self.allow_http[..], &more.allow_http].concat(),
             ca_file: more.ca_file.clone().or_else(|| self.ca_file.clone()),
             validate: more.validate.or(self.validate),
+            record: more.record.clone().or_else(|| self.record.clone()),
+            record_only: more.record_only.or(self.record_only),
+            record_sample: more.record_sample.or(self.record_sample),
         }
     }
 
@@ -147,6 +168,9 @@ impl AppOptions {
     pub fn to_config(&self) -> Result<AppConfig, String> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let max_memory = self.max_memory.unwrap_or(DEFAULT_MAX_MEMORY);
+        if self.record.is_none() && (self.record_only.is_some() || self.record_sample.is_some()) {
+            return Err("record-only and record-sample choose what --record writes: give --record DIR too".into());
+        }
         Ok(AppConfig {
             isolation: self.isolation.unwrap_or(Isolation::Pooled),
             max_memory: usize::try_from(max_memory).map_err(|_| format!("max-memory {max_memory} is too large"))?,
@@ -163,6 +187,11 @@ impl AppOptions {
                 ca_file: self.ca_file.clone(),
             },
             validate: self.validate,
+            record: self.record.as_ref().map(|dir| RecordSettings {
+                dir: dir.clone(),
+                only: self.record_only.unwrap_or(RecordOnly::All),
+                sample: self.record_sample.unwrap_or(1),
+            }),
         })
     }
 
@@ -569,5 +598,33 @@ mod tests {
         assert_eq!(pairs.to_config().unwrap().validate, Some(ValidateMode::Warn));
         let table: AppOptions = toml::from_str(r#"validate = "strict""#).unwrap();
         assert_eq!(table.validate, Some(ValidateMode::Strict));
+    }
+
+    #[test]
+    fn record_options_parse_alike_everywhere_and_stack() {
+        let pairs = AppOptions::from_pairs(&[
+            ("record".into(), "/tmp/rec".into()),
+            ("record-only".into(), "errors".into()),
+            ("record-sample".into(), "10".into()),
+        ])
+        .unwrap();
+        let expected = Some(RecordSettings {
+            dir: "/tmp/rec".into(),
+            only: RecordOnly::Errors,
+            sample: 10,
+        });
+        assert_eq!(pairs.to_config().unwrap().record, expected);
+        let table: AppOptions =
+            toml::from_str("record = \"/tmp/rec\"\nrecord-only = \"errors\"\nrecord-sample = 10").unwrap();
+        assert_eq!(table.to_config().unwrap().record, expected);
+        assert!(AppOptions::from_pairs(&[("record-sample".into(), "0".into())]).is_err());
+        // Only the directory given: every request.
+        let dir_only = AppOptions::from_pairs(&[("record".into(), "d".into())]).unwrap();
+        let settings = dir_only.to_config().unwrap().record.unwrap();
+        assert_eq!((settings.only, settings.sample), (RecordOnly::All, 1));
+        // What to record, without where: a mistake, said at start.
+        let stacked =
+            AppOptions::default().over(&AppOptions::from_pairs(&[("record-only".into(), "errors".into())]).unwrap());
+        assert!(stacked.to_config().unwrap_err().contains("give --record DIR"));
     }
 }
