@@ -6,7 +6,6 @@
 // as they did when they were part of the binary.
 extern crate self as wsgi_wasm;
 
-pub mod base64;
 /// The `wsgi-wasm` commands (serve, build, compile). In the library rather than the
 /// binary so the fuzz targets (host/fuzz) run the same option and config parsers as
 /// `serve`; `commands::serve::fuzzing` is the part they use. Not a stable API.

@@ -416,15 +416,17 @@ impl Recorder {
 
 /// Bytes as base64 strings in the JSON.
 mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&crate::base64::encode(bytes))
+        serializer.serialize_str(&STANDARD.encode(bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(deserializer)?;
-        crate::base64::decode(&text).map_err(serde::de::Error::custom)
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
 

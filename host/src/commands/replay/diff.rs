@@ -1,15 +1,18 @@
 //! A unified diff of two responses, line by line, for `wsgi-wasm replay`.
 
 use std::fmt::Write;
+use std::time::Duration;
+
+use similar::{ChangeTag, TextDiff};
 
 use wsgi_wasm::wsgi::recording::RecordedResponse;
 
 /// Lines of context around each change, as `diff -u`.
 const CONTEXT: usize = 3;
-/// Most lines (of each side, once the common start and end are set aside) compared
-/// line by line: the comparison table takes their product in memory (2000 x 2000
-/// x 2 bytes = 8 MB). A longer changed stretch is shown whole, removed then added.
-const MAX_COMPARED_LINES: usize = 2000;
+/// Time the diff may take: past it, similar gives up on the shortest edit script
+/// and shows the rest as removed then added. A person reads the result; a second
+/// is long enough for any response one would read and bounds a huge one.
+const MAX_DIFF_TIME: Duration = Duration::from_secs(1);
 
 /// The response as lines: status, headers, a blank line, the body.
 pub fn lines(response: &RecordedResponse) -> Vec<String> {
@@ -31,93 +34,24 @@ pub fn lines(response: &RecordedResponse) -> Vec<String> {
     lines
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Op {
-    Same,
-    Removed,
-    Added,
-}
-
 /// The unified diff from `old` to `new`, with `---`/`+++` labels.
 pub fn unified(old: &[String], new: &[String], old_label: &str, new_label: &str) -> String {
-    let ops = edit_script(old, new);
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    let new: Vec<&str> = new.iter().map(String::as_str).collect();
+    let diff = TextDiff::configure().timeout(MAX_DIFF_TIME).diff_slices(&old, &new);
     let mut out = format!("--- {old_label}\n+++ {new_label}\n");
-    // Hunks: runs of changes with CONTEXT lines around them, merged when close.
-    let changed: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].0 != Op::Same).collect();
-    let mut i = 0;
-    while i < changed.len() {
-        let start = changed[i].saturating_sub(CONTEXT);
-        let mut end = changed[i];
-        while i < changed.len() && changed[i] <= end + 2 * CONTEXT {
-            end = changed[i];
-            i += 1;
-        }
-        let end = (end + CONTEXT + 1).min(ops.len());
-        let (old_start, new_start) = positions(&ops[..start]);
-        let (old_len, new_len) = positions(&ops[start..end]);
-        let _ = writeln!(out, "@@ -{},{old_len} +{},{new_len} @@", old_start + 1, new_start + 1);
-        for (op, line) in &ops[start..end] {
-            let sign = match op {
-                Op::Same => ' ',
-                Op::Removed => '-',
-                Op::Added => '+',
+    for hunk in diff.unified_diff().context_radius(CONTEXT).iter_hunks() {
+        let _ = writeln!(out, "{}", hunk.header());
+        for change in hunk.iter_changes() {
+            let sign = match change.tag() {
+                ChangeTag::Equal => ' ',
+                ChangeTag::Delete => '-',
+                ChangeTag::Insert => '+',
             };
-            let _ = writeln!(out, "{sign}{line}");
+            let _ = writeln!(out, "{sign}{}", change.value());
         }
     }
     out
-}
-
-/// Lines of each side in `ops`.
-fn positions(ops: &[(Op, &str)]) -> (usize, usize) {
-    let old = ops.iter().filter(|(op, _)| *op != Op::Added).count();
-    let new = ops.iter().filter(|(op, _)| *op != Op::Removed).count();
-    (old, new)
-}
-
-fn edit_script<'a>(old: &'a [String], new: &'a [String]) -> Vec<(Op, &'a str)> {
-    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    let suffix = old[prefix..]
-        .iter()
-        .rev()
-        .zip(new[prefix..].iter().rev())
-        .take_while(|(a, b)| a == b)
-        .count();
-    let (a, b) = (&old[prefix..old.len() - suffix], &new[prefix..new.len() - suffix]);
-    let mut ops: Vec<(Op, &str)> = old[..prefix].iter().map(|l| (Op::Same, l.as_str())).collect();
-    if a.len() > MAX_COMPARED_LINES || b.len() > MAX_COMPARED_LINES {
-        ops.extend(a.iter().map(|l| (Op::Removed, l.as_str())));
-        ops.extend(b.iter().map(|l| (Op::Added, l.as_str())));
-    } else {
-        // Longest common subsequence, from the end, then walked from the start.
-        let width = b.len() + 1;
-        let mut table = vec![0u16; (a.len() + 1) * width];
-        for i in (0..a.len()).rev() {
-            for j in (0..b.len()).rev() {
-                table[i * width + j] = if a[i] == b[j] {
-                    table[(i + 1) * width + j + 1] + 1
-                } else {
-                    table[(i + 1) * width + j].max(table[i * width + j + 1])
-                };
-            }
-        }
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            if i < a.len() && j < b.len() && a[i] == b[j] {
-                ops.push((Op::Same, a[i].as_str()));
-                (i, j) = (i + 1, j + 1);
-            } else if i < a.len() && (j == b.len() || table[(i + 1) * width + j] >= table[i * width + j + 1]) {
-                // Removed lines first on a tie, as diff -u shows them.
-                ops.push((Op::Removed, a[i].as_str()));
-                i += 1;
-            } else {
-                ops.push((Op::Added, b[j].as_str()));
-                j += 1;
-            }
-        }
-    }
-    ops.extend(old[old.len() - suffix..].iter().map(|l| (Op::Same, l.as_str())));
-    ops
 }
 
 #[cfg(test)]
