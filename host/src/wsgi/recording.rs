@@ -21,7 +21,7 @@ use hyper::Response;
 use serde::{Deserialize, Serialize};
 
 use super::body::ResponseBody;
-use super::environ::{Environ, PACK_SEPARATOR};
+use super::environ::{Environ, PACK_SEPARATOR, latin1};
 use crate::log;
 
 /// The file format's version; replay refuses other versions rather than guessing.
@@ -138,10 +138,6 @@ impl RecordedResponse {
             complete: true,
         }
     }
-}
-
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 /// One recorded request: the file's whole content.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use similar::{ChangeTag, TextDiff};
 
+use wsgi_wasm::wsgi::environ::latin1;
 use wsgi_wasm::wsgi::recording::RecordedResponse;
 
 /// Lines of context around each change, as `diff -u`.
@@ -22,7 +23,7 @@ pub fn lines(response: &RecordedResponse) -> Vec<String> {
     let body = match std::str::from_utf8(&response.body) {
         Ok(text) => text.to_owned(),
         // Latin-1: every byte shows as one character, so no difference is hidden.
-        Err(_) => response.body.iter().map(|&b| char::from(b)).collect(),
+        Err(_) => latin1(&response.body),
     };
     lines.extend(body.split_inclusive('\n').map(|line| match line.strip_suffix('\n') {
         Some(line) => line.to_owned(),
