@@ -288,17 +288,7 @@ impl App {
                 usage: None,
             };
         }
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
-        let mut slot = Slot {
-            app: Some(self.clone()),
-            _permit: Some(permit),
-            retired: None,
-        };
+        let mut slot = self.take_slot().await;
         let (exchange, outcome, usage, _) = self.call_in_slot(environ, exchange, &mut slot, Taping::Serve).await;
         Finished {
             exchange,
@@ -318,18 +308,8 @@ impl App {
         exchange: Exchange,
         values: HostValues,
     ) -> (Finished, Option<String>) {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
+        let mut slot = self.take_slot().await;
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        let mut slot = Slot {
-            app: Some(self.clone()),
-            _permit: Some(permit),
-            retired: None,
-        };
         let (exchange, outcome, usage, shortfall) = self
             .call_in_slot(environ, exchange, &mut slot, Taping::Replay(values))
             .await;
@@ -340,6 +320,21 @@ impl App {
             usage,
         };
         (finished, shortfall)
+    }
+
+    /// Waits for one of the app's instance slots; the slot frees it when dropped.
+    async fn take_slot(self: &Arc<Self>) -> Slot {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        Slot {
+            app: Some(self.clone()),
+            _permit: Some(permit),
+            retired: None,
+        }
     }
 
     async fn call_in_slot(
