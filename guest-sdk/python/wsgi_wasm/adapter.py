@@ -15,8 +15,6 @@ from wit_world.imports import server
 from . import preload, ssl_shim, validate
 from .streams import ErrorStream, FileWrapper, InputStream
 
-# Flags the host sends as "1"/"0" (WIT strings); PEP 3333 wants bools.
-BOOL_KEYS = ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once")
 WSGI_VERSION = (1, 0)
 
 
@@ -30,6 +28,19 @@ def _check_native_string(value, what):
 
 
 def _check_start_response_args(status, headers):
+    # The loop every response goes through, kept to plain type tests: it runs in
+    # the sandbox's interpreter on each request. The precise error is worked out
+    # only when something is wrong.
+    if type(status) is str and type(headers) is list:
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str or type(item[1]) is not str:
+                break
+        else:
+            return
+    _explain_start_response_args(status, headers)
+
+
+def _explain_start_response_args(status, headers):
     _check_native_string(status, "status")
     if type(headers) is not list:
         raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
@@ -41,16 +52,26 @@ def _check_start_response_args(status, headers):
 
 
 class _Call:
-    """One request: the state start_response and write() share."""
+    """One request: the state start_response and write() share.
 
-    __slots__ = ("started", "headers_sent")
+    start_response's arguments are held here, not sent at once: PEP 3333 lets a
+    server send the headers with the first body bytes (wsgiref does the same), and
+    most responses are one piece, which then crosses to the host in one `respond`
+    call with its head. The host checks the head when it gets it, so a head it
+    refuses fails the request there, before any byte is sent. Under --validate the
+    head is sent at once (`eager`), so the host's verdict on it is raised inside
+    start_response, where the checker names it."""
 
-    def __init__(self):
-        self.started = False
-        self.headers_sent = False
+    __slots__ = ("status", "headers", "eager", "head_at_host", "headers_sent")
+
+    def __init__(self, eager=False):
+        self.status = None  # None until start_response is called
+        self.headers = None
+        self.eager = eager
+        self.head_at_host = False  # the host has the status and headers
+        self.headers_sent = False  # body bytes went out: the head can no longer change
 
     def start_response(self, status, headers, exc_info=None):
-        replace = bool(exc_info)
         if exc_info:
             try:
                 if self.headers_sent:
@@ -59,19 +80,29 @@ class _Call:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
-        elif self.started:
+        elif self.status is not None:
             raise AssertionError("start_response() called again without exc_info: headers already set")
         _check_start_response_args(status, headers)
+        self.status = status
+        self.headers = headers
+        if self.eager or self.head_at_host:
+            # A replacement head must reach the host, which has the first one.
+            self._send_head()
+        return self.write
+
+    def _send_head(self):
+        """Sends the held status and headers; the body follows in other calls."""
         try:
-            server.start_response(status, headers, replace)
+            server.start_response(self.status, self.headers, self.head_at_host)
         except Err as e:
             raise ValueError(e.value) from None
-        self.started = True
-        return self.write
+        self.head_at_host = True
 
     def write(self, data):
         data = self._check(data)
         if data:
+            if not self.head_at_host:
+                self._send_head()
             self.headers_sent = True
             for piece in _pieces(data):
                 _host(server.write_latin1, piece)
@@ -79,11 +110,26 @@ class _Call:
     def write_body(self, data):
         """The whole body in one go: the host sends it with a Content-Length."""
         data = self._check(data)
+        if not self.head_at_host and len(data) <= PIECE:
+            self.head_at_host = self.headers_sent = True
+            try:
+                server.respond(self.status, self.headers, data.decode("latin-1"))
+            except Err as e:
+                raise ValueError(e.value) from None
+            return
+        if not self.head_at_host:
+            self._send_head()
         if data:
             self.headers_sent = True
         total = len(data)
         for piece in _pieces(data) if data else ("",):
             _host(server.write_body_latin1, piece, total)
+
+    def finish(self):
+        """The app's iterable ended. A response that sent no body still has a
+        head, which the host sends (with the length rules) when the call ends."""
+        if not self.head_at_host:
+            self._send_head()
 
     def write_file(self, wrapper, total):
         """A regular file of `total` bytes from wsgi.file_wrapper, with
@@ -92,6 +138,8 @@ class _Call:
         snapshot) block by block through here. A file that grew is cut at
         `total`; one that shrank ends the connection short, as the host does for
         any body shorter than its length."""
+        if not self.head_at_host:
+            self._send_head()
         location = wrapper.location()
         if location is not None:
             try:
@@ -115,7 +163,7 @@ class _Call:
             _host(server.write_body_latin1, "", 0)
 
     def _check(self, data):
-        if not self.started:
+        if self.status is None:
             raise AssertionError("write() called before start_response()")
         if type(data) is not bytes:
             if isinstance(data, (bytearray, memoryview)):
@@ -158,6 +206,12 @@ def _read(max_bytes):
 # Separates keys and values in the packed environ from the host (see `call` in
 # wsgi.wit); no native string can contain it.
 PACK_SEPARATOR = "\u0100"
+# The environ entries that are the same in every request.
+CONSTANT_ENVIRON = {
+    "wsgi.version": WSGI_VERSION,
+    "wsgi.input_terminated": True,
+    "wsgi.file_wrapper": FileWrapper,
+}
 # The environ key by which the host switches on --validate's checks.
 VALIDATE_KEY = "wsgi_wasm.validate"
 
@@ -167,16 +221,16 @@ def _run(application, packed):
     environ = dict(zip(items, items))
     # Set by the host for --validate (host/src/wsgi/validate.rs); never shown to the app.
     mode = environ.pop(VALIDATE_KEY, None)
-    for key in BOOL_KEYS:
-        environ[key] = environ.get(key) == "1"
-    environ["wsgi.version"] = WSGI_VERSION
+    # The host sends these flags as "1"/"0"; PEP 3333 wants bools.
+    environ["wsgi.multithread"] = environ.get("wsgi.multithread") == "1"
+    environ["wsgi.multiprocess"] = environ.get("wsgi.multiprocess") == "1"
+    environ["wsgi.run_once"] = environ.get("wsgi.run_once") == "1"
+    environ.update(CONSTANT_ENVIRON)
     environ["wsgi.input"] = InputStream(_read)
     errors = ErrorStream(server.log)
     environ["wsgi.errors"] = errors
-    environ["wsgi.input_terminated"] = True
-    environ["wsgi.file_wrapper"] = FileWrapper
 
-    call = _Call()
+    call = _Call(eager=mode is not None)
     start_response = call.start_response
     checker = None
     if mode is not None:
@@ -191,17 +245,17 @@ def _run(application, packed):
         try:
             if checker is not None:
                 result = checker.result(result)
-            if result is None or isinstance(result, (str, bytes)):
+            if type(result) is list and len(result) == 1 and call.status is not None and not call.headers_sent:
+                # The whole body at once: the host can send Content-Length.
+                call.write_body(result[0])
+            elif result is None or isinstance(result, (str, bytes)):
                 raise TypeError(
                     "the application must return an iterable of bytes, not "
                     + type(result).__name__
                 )
-            if type(result) is list and len(result) == 1 and call.started and not call.headers_sent:
-                # The whole body at once: the host can send Content-Length.
-                call.write_body(result[0])
             elif (
                 type(result) is FileWrapper
-                and call.started
+                and call.status is not None
                 and not call.headers_sent
                 and (size := result.remaining()) is not None
             ):
@@ -209,12 +263,13 @@ def _run(application, packed):
             else:
                 write = call.write
                 for chunk in result:
-                    if chunk or call.started:
+                    if chunk or call.status is not None:
                         write(chunk)
             if checker is not None:
                 checker.finished()
-            if not call.started:
+            if call.status is None:
                 raise AssertionError("the application returned without calling start_response()")
+            call.finish()
         finally:
             if close is not None:
                 close()

@@ -115,6 +115,30 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
     )?;
 
     server.func_wrap_async(
+        "respond",
+        |mut store: StoreContextMut<'_, GuestState>,
+         (status, headers, body): (WasmStr, WasmList<(WasmStr, WasmStr)>, WasmStr)| {
+            Box::new(async move {
+                let head = match lift_head(&mut store, &status, &headers) {
+                    Ok(head) => head,
+                    Err(message) => return Ok((Err(message),)),
+                };
+                // Read before the head is accepted: a malformed body answers
+                // an error with nothing started, like a malformed head.
+                let body = match latin1_piece(&store, &body) {
+                    Ok(body) => body,
+                    Err(message) => return Ok((Err(message),)),
+                };
+                let exchange = exchange(&mut store)?;
+                if let Err(message) = exchange.start_response(&head.0, &head.1, false) {
+                    return Ok((Err(message),));
+                }
+                Ok((exchange.write_body(body).await,))
+            })
+        },
+    )?;
+
+    server.func_wrap_async(
         "send-file",
         |mut store: StoreContextMut<'_, GuestState>, (path, offset, length): (WasmStr, u64, u64)| {
             Box::new(async move {
