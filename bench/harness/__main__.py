@@ -11,7 +11,7 @@ from pathlib import Path
 from . import report, servers, setup
 from .config import (APPS, BENCH, FULL_DURATION, FULL_WARMUP, LOGS, QUIET_THRESHOLD, QUIET_WAIT, REPO,
                      SERVE_CACHE, SMOKE_DURATION, SMOKE_WARMUP, WARM_START_RUNS, WORK, show)
-from .measure import cold_start, fill_cache, load_run, native_start, wait_for_quiet
+from .measure import cold_start, fill_cache, in_process_call, load_run, native_start, wait_for_quiet
 from .servers import ServerError
 
 PYTHON_APPS = ["hello", "demo", "flask", "stream"]
@@ -26,6 +26,10 @@ NATIVE = {
 PEERS = {"granian": servers.granian, "gunicorn": servers.gunicorn, "waitress": servers.waitress}
 # Apps whose fresh-instance cost (`--isolation request`) is measured in a full run.
 REQUEST_MODE_APPS = ["hello", "demo", "flask", "rust"]
+# Apps whose WSGI call is also timed in-process (host/examples/isolation_cost), and
+# how many calls each way: enough for a stable mean in about 2 s per figure.
+IN_PROCESS_APPS = ["hello", "flask"]
+IN_PROCESS_CALLS = {"pooled": 40000, "request": 2000}
 
 
 def parse_args(argv):
@@ -84,6 +88,7 @@ def main(argv=None):
         setup.ensure_venv()
         setup.ensure_project_setup()
         binary = setup.ensure_server(args.profile)
+        probe = setup.ensure_in_process_probe(args.profile)
         python_apps = [a for a in PYTHON_APPS if a in args.apps]
         components = setup.ensure_python_components(binary, python_apps)
         if "rust" in args.apps:
@@ -152,6 +157,18 @@ def main(argv=None):
         if wasmtime and wasi_http:
             run(servers.wasmtime_serve(wasmtime, wasi_http), "rust")
 
+    # -- the WSGI call in-process, without HTTP -------------------------------------
+    in_process = []
+    for app in [a for a in IN_PROCESS_APPS if a in components]:
+        for isolation, calls in IN_PROCESS_CALLS.items():
+            if args.quiet_wait:
+                wait_for_quiet(args.quiet_wait)
+            row = in_process_call(probe, components[app], app, isolation, calls // 20 if args.smoke else calls)
+            in_process.append(row)
+            report.progress_in_process(row)
+            if not row["ok"]:
+                failures.append(f"in-process {isolation} call of {app}: {row['error']}")
+
     # -- start to first response ------------------------------------------------
     starts = []
     if not args.no_cold_start:
@@ -198,6 +215,7 @@ def main(argv=None):
         "measuring_s": measuring_seconds,
         "rows": rows,
         "starts": starts,
+        "in_process": in_process,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = WORK / f"results-{mode}.json"
@@ -215,7 +233,7 @@ def main(argv=None):
     total = time.monotonic() - began
     print(f"{mode} run: {total:.0f}s in total ({setup_seconds:.0f}s setup, {measuring_seconds:.0f}s measuring)")
     # The plain count line CI logs understand: measurements that worked and did not.
-    passed = sum(1 for r in rows + starts if r["ok"] and not r.get("problem"))
+    passed = sum(1 for r in rows + starts + in_process if r["ok"] and not r.get("problem"))
     skipped = 1 if "rust" in args.apps and not args.smoke and not wasmtime else 0
     print(f"bench: {passed} passed, {len(failures)} failed" + (f", {skipped} skipped" if skipped else ""))
     if failures:

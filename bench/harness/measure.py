@@ -1,11 +1,14 @@
-"""One measurement each: a server under load, or a server's start to first response."""
+"""One measurement each: a server under load, a server's start to first response, or
+the WSGI call in-process."""
 
+import re
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 
-from .config import QUIET_THRESHOLD, WORK
+from .config import QUIET_THRESHOLD, SERVER_CPU, WORK
 from .load import LoadError, get, wrk
 from .servers import Running, ServerError, machine_busy_seconds
 
@@ -150,4 +153,18 @@ def native_start(make_spec, app, runs, log_name):
         row["ok"] = True
     except (ServerError, LoadError, CheckError, OSError) as err:
         row["error"] = str(err)
+    return row
+
+
+def in_process_call(probe, component, app, isolation, calls):
+    """Mean time of one WSGI call of `component` made in-process by
+    host/examples/isolation_cost (no HTTP), on the server's CPU."""
+    row = {"app": app, "isolation": isolation, "calls": calls, "ok": False}
+    done = subprocess.run(["taskset", "-c", SERVER_CPU, str(probe), str(component), str(calls), "/", isolation],
+                          capture_output=True, text=True, timeout=600)
+    found = re.search(r"^\w+: ([0-9.]+) us per call$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or not found:
+        row["error"] = f"exit {done.returncode}: {(done.stderr or done.stdout).strip()[-400:]}"
+        return row
+    row.update(ok=True, us_per_call=float(found.group(1)))
     return row

@@ -112,6 +112,14 @@ def progress_start(row):
         print(f"!!  start {row['app']:<7} {row.get('server', '?'):<10} FAILED: {row['error']}", flush=True)
 
 
+def progress_in_process(row):
+    if row["ok"]:
+        print(f"    in-process {row['app']:<7} {row['isolation']:<8} {row['us_per_call']:,.1f} us per call "
+              f"({row['calls']:,} calls)", flush=True)
+    else:
+        print(f"!!  in-process {row['app']:<7} {row['isolation']:<8} FAILED: {row['error']}", flush=True)
+
+
 # -- console table ------------------------------------------------------------------------
 
 def console_table(results):
@@ -132,10 +140,16 @@ def console_table(results):
         us = added_us(results, app)
         if us is not None:
             extra.append(f"request isolation, {app}: +{us:,.0f} us per request over pooled")
+    for row in results.get("in_process", []):
+        if row["ok"]:
+            extra.append(f"in-process {row['isolation']} call, {row['app']}: {row['us_per_call']:,.1f} us")
     for row in results["starts"]:
         if row["ok"]:
             extra.append(f"start to first response, {row['app']} on {row['server']}: "
                          f"cold {fmt_s(row['cold_s'])}, warm {fmt_s(row['warm_s'])}")
+    if results["mode"] != "smoke":
+        for target, measured, ratio_text, verdict in speed_targets(results):
+            extra.append(f"issue 14: {target}: {measured} ({ratio_text}) {verdict}")
     return "\n".join(out + ([""] + extra if extra else []))
 
 
@@ -177,6 +191,52 @@ def targets(results):
         checks.append((f"{APP_LABELS[app]}, pooled: p99 <= 3x p50, max <= 100 ms",
                        f"p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)}, max {fmt_ms(top)} ms",
                        "met" if not problems else "missed: " + ", ".join(problems)))
+    return checks
+
+
+# -- targets (issue 14: speed) ----------------------------------------------------------
+
+# (app, the ratio to granian's req/s that pooled wsgi-wasm should reach)
+SPEED_RATIOS = [("hello", 0.35), ("demo", 1.0), ("flask", 0.5), ("stream", 1.0)]
+# (app, most microseconds a fresh instance per request may add, this round's bound or None)
+SPEED_ISOLATION = [("hello", 100, 400), ("flask", 300, None)]
+# Most microseconds one pooled in-process call of the hello app may take.
+SPEED_POOLED_CALL_US = 12.0
+
+
+def _in_process(results, app, isolation):
+    for row in results.get("in_process", []):
+        if row["app"] == app and row["isolation"] == isolation and row["ok"]:
+            return row["us_per_call"]
+    return None
+
+
+def speed_targets(results):
+    """Each of issue 14's targets that this run can judge: (target, measured, ratio, verdict).
+    `ratio` is measured / target for bounds (<= 1.00x meets it) and measured / wanted
+    for req/s ratios (>= 1.00x meets it)."""
+    checks = []
+    for app, most, this_round in SPEED_ISOLATION:
+        us = added_us(results, app)
+        if us is None:
+            continue
+        verdict = "met" if us <= most else f"missed by {us - most:,.0f} us"
+        if us > most and this_round is not None:
+            verdict += f" (this round's <= {this_round} us: {'met' if us <= this_round else 'missed'})"
+        checks.append((f"{APP_LABELS[app]}, request isolation adds <= {most} us", f"+{us:,.0f} us",
+                       fmt_ratio(us / most), verdict))
+    us = _in_process(results, "hello", "pooled")
+    if us is not None:
+        checks.append((f"{APP_LABELS['hello']}, pooled call in-process <= {SPEED_POOLED_CALL_US:g} us",
+                       f"{us:,.1f} us", fmt_ratio(us / SPEED_POOLED_CALL_US),
+                       "met" if us <= SPEED_POOLED_CALL_US else f"missed by {us - SPEED_POOLED_CALL_US:,.1f} us"))
+    for app, want in SPEED_RATIOS:
+        value = ratio(results, app, "granian")
+        if value is None:
+            continue
+        checks.append((f"{APP_LABELS[app]}, pooled >= {want:.2f}x granian", fmt_ratio(value),
+                       fmt_ratio(value / want),
+                       "met" if value >= want else f"missed: needs {want / value:.2f}x more req/s"))
     return checks
 
 
@@ -258,6 +318,17 @@ def markdown(results):
                          fmt_rps(_row(results, app, REQUEST)["rps"]), f"{us:,.0f} us"] for app, us in iso],
                        text_columns=1), ""]
 
+    in_process = [r for r in results.get("in_process", []) if r["ok"]]
+    if in_process:
+        out += ["## The WSGI call in-process", "",
+                "Mean time of one call made by host/examples/isolation_cost on the server's CPU: the component "
+                "called in-process with a synthetic GET /, no HTTP, so the figure is the guest's work (environ in, "
+                "response out) and, in request isolation, the instance's whole life (create, first-touch page "
+                "faults, teardown).", ""]
+        out += [_table(["app", "isolation", "calls", "per call"],
+                       [[APP_LABELS[r["app"]], r["isolation"], f"{r['calls']:,}", f"{r['us_per_call']:,.1f} us"]
+                        for r in in_process]), ""]
+
     starts = results["starts"]
     if starts:
         out += ["## Start to first response", "",
@@ -288,6 +359,13 @@ def markdown(results):
     checks = targets(results)
     if checks and not smoke:
         out += ["## Against issue 6's targets", "", _table(["target", "measured", "verdict"], [list(c) for c in checks], text_columns=3), ""]
+
+    speed = speed_targets(results)
+    if speed and not smoke:
+        out += ["## Against issue 14's targets (speed)", "",
+                "`ratio`: for a bound, measured / bound (1.00x or less meets it); for a req/s ratio, measured / "
+                "wanted (1.00x or more meets it).", "",
+                _table(["target", "measured", "ratio", "verdict"], [list(c) for c in speed], text_columns=4), ""]
 
     out += ["## Reproduce", "",
             "    bench/run            # full run: this file and results.png",

@@ -97,6 +97,20 @@ def ensure_server(profile):
     return binary
 
 
+def ensure_in_process_probe(profile):
+    """Builds host/examples/isolation_cost (calls a component in-process, no HTTP:
+    the cost of the WSGI call and of the instance lifecycle alone) and returns its path."""
+    cmd = ["cargo", "build", "--quiet", "-p", "wsgi-wasm", "--example", "isolation_cost"]
+    if profile == "release":
+        cmd.append("--release")
+    say(f"cargo build --example isolation_cost{' --release' if profile == 'release' else ''}")
+    run_logged(cmd, LOGS / f"cargo-build-example-{profile}.log", what="cargo build --example isolation_cost")
+    probe = TARGET / profile / "examples" / "isolation_cost"
+    if not probe.exists():
+        raise SetupError(f"cargo build succeeded but {probe} is missing")
+    return probe
+
+
 # What a Python component is built from: when any of it changes, the component is
 # rebuilt (the SDK and the build step are compiled into the wsgi-wasm binary).
 COMPONENT_INPUTS = ["guest-sdk/python", "guest-sdk/wit", "host/src/commands/build.rs", "host/src/commands/build"]
