@@ -122,7 +122,10 @@ fn a_granted_destination_is_reachable_and_its_neighbours_are_not() {
     assert!(field(&report, "listen").starts_with("denied: "), "{report}");
     // The server's output is read by another thread: wait for the line, as above.
     assert!(
-        server.wait_for_log("name lookup of \"localhost\" refused: not granted", Duration::from_secs(5)),
+        server.wait_for_log(
+            "name lookup of \"localhost\" refused: not granted",
+            Duration::from_secs(5)
+        ),
         "{}",
         server.log()
     );

@@ -101,8 +101,7 @@ class _Call:
     def write(self, data):
         data = self._check(data)
         if data:
-            if not self.head_at_host:
-                self._send_head()
+            self.ensure_head()
             self.headers_sent = True
             for piece in _pieces(data):
                 _host(server.write_latin1, piece)
@@ -117,17 +116,17 @@ class _Call:
             except Err as e:
                 raise ValueError(e.value) from None
             return
-        if not self.head_at_host:
-            self._send_head()
+        self.ensure_head()
         if data:
             self.headers_sent = True
         total = len(data)
         for piece in _pieces(data) if data else ("",):
             _host(server.write_body_latin1, piece, total)
 
-    def finish(self):
-        """The app's iterable ended. A response that sent no body still has a
-        head, which the host sends (with the length rules) when the call ends."""
+    def ensure_head(self):
+        """Sends the held head unless the host has it. Also called when the app's
+        iterable ended: a response without body bytes still has a head, which the
+        host sends (with the length rules) when the call ends."""
         if not self.head_at_host:
             self._send_head()
 
@@ -138,8 +137,7 @@ class _Call:
         snapshot) block by block through here. A file that grew is cut at
         `total`; one that shrank ends the connection short, as the host does for
         any body shorter than its length."""
-        if not self.head_at_host:
-            self._send_head()
+        self.ensure_head()
         location = wrapper.location()
         if location is not None:
             try:
@@ -269,7 +267,7 @@ def _run(application, packed):
                 checker.finished()
             if call.status is None:
                 raise AssertionError("the application returned without calling start_response()")
-            call.finish()
+            call.ensure_head()
         finally:
             if close is not None:
                 close()

@@ -47,13 +47,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
         "start-response",
         |mut store: StoreContextMut<'_, GuestState>,
          (status, headers, replace): (WasmStr, WasmList<(WasmStr, WasmStr)>, bool)| {
-            Box::new(async move {
-                let head = match lift_head(&mut store, &status, &headers) {
-                    Ok(head) => head,
-                    Err(message) => return Ok((Err(message),)),
-                };
-                Ok((exchange(&mut store)?.start_response(&head.0, &head.1, replace),))
-            })
+            Box::new(async move { Ok((accept_head(&mut store, &status, &headers, replace)?,)) })
         },
     )?;
 
@@ -119,21 +113,16 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
         |mut store: StoreContextMut<'_, GuestState>,
          (status, headers, body): (WasmStr, WasmList<(WasmStr, WasmStr)>, WasmStr)| {
             Box::new(async move {
-                let head = match lift_head(&mut store, &status, &headers) {
-                    Ok(head) => head,
-                    Err(message) => return Ok((Err(message),)),
-                };
-                // Read before the head is accepted: a malformed body answers
-                // an error with nothing started, like a malformed head.
+                if let Err(message) = accept_head(&mut store, &status, &headers, false)? {
+                    return Ok((Err(message),));
+                }
+                // A malformed body fails the call with the head still pending,
+                // so nothing has been sent and the request ends in a 500.
                 let body = match latin1_piece(&store, &body) {
                     Ok(body) => body,
                     Err(message) => return Ok((Err(message),)),
                 };
-                let exchange = exchange(&mut store)?;
-                if let Err(message) = exchange.start_response(&head.0, &head.1, false) {
-                    return Ok((Err(message),));
-                }
-                Ok((exchange.write_body(body).await,))
+                Ok((exchange(&mut store)?.write_body(body).await,))
             })
         },
     )?;
@@ -335,6 +324,22 @@ pub(super) fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmS
         bytes.push(byte);
     }
     Ok(Bytes::from(bytes))
+}
+
+/// start_response's status and headers, lifted and handed to the exchange, which
+/// checks them and holds them until the first body bytes (`start-response` and
+/// `respond`). A refused head is the guest's error, not a host fault.
+fn accept_head(
+    store: &mut StoreContextMut<'_, GuestState>,
+    status: &WasmStr,
+    headers: &WasmList<(WasmStr, WasmStr)>,
+    replace: bool,
+) -> wasmtime::Result<Result<(), String>> {
+    let head = match lift_head(store, status, headers) {
+        Ok(head) => head,
+        Err(message) => return Ok(Err(message)),
+    };
+    Ok(exchange(store)?.start_response(&head.0, &head.1, replace))
 }
 
 /// Status and headers, copied only after their count and total size are known to
