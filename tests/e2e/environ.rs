@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::client::{curl, raw_exchange};
-use crate::support::components::python_fixtures;
+use crate::support::components::{python_fixtures, rust_fixtures};
 use crate::support::server::Server;
 
 fn environ_via_raw(server: &Server, request: &str) -> Value {
@@ -19,38 +19,46 @@ fn value<'a>(env: &'a Value, key: &str) -> &'a Value {
     &env[key]["value"]
 }
 
+/// The CGI keys of a plain `GET` with `Host` and `Connection` headers.
+const CGI_KEYS: [&str; 13] = [
+    "GATEWAY_INTERFACE",
+    "HTTP_CONNECTION",
+    "HTTP_HOST",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "SERVER_SOFTWARE",
+];
+/// The wsgi.* keys the host sends (the flags and the scheme).
+const WSGI_KEYS: [&str; 4] = [
+    "wsgi.multiprocess",
+    "wsgi.multithread",
+    "wsgi.run_once",
+    "wsgi.url_scheme",
+];
+/// The wsgi.* keys the Python SDK adds: Python objects, not strings.
+const PYTHON_WSGI_KEYS: [&str; 5] = [
+    "wsgi.errors",
+    "wsgi.file_wrapper",
+    "wsgi.input",
+    "wsgi.input_terminated",
+    "wsgi.version",
+];
+
 #[test]
 fn environ_key_set_and_types_are_exactly_pep3333() {
     let server = Server::start(&python_fixtures(), &[]);
     let env = environ_via_raw(&server, "GET /environ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
     let keys: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        [
-            "GATEWAY_INTERFACE",
-            "HTTP_CONNECTION",
-            "HTTP_HOST",
-            "PATH_INFO",
-            "QUERY_STRING",
-            "REMOTE_ADDR",
-            "REMOTE_PORT",
-            "REQUEST_METHOD",
-            "SCRIPT_NAME",
-            "SERVER_NAME",
-            "SERVER_PORT",
-            "SERVER_PROTOCOL",
-            "SERVER_SOFTWARE",
-            "wsgi.errors",
-            "wsgi.file_wrapper",
-            "wsgi.input",
-            "wsgi.input_terminated",
-            "wsgi.multiprocess",
-            "wsgi.multithread",
-            "wsgi.run_once",
-            "wsgi.url_scheme",
-            "wsgi.version",
-        ]
-    );
+    let mut expected = [CGI_KEYS.as_slice(), &WSGI_KEYS, &PYTHON_WSGI_KEYS].concat();
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
     for (key, entry) in env.as_object().unwrap() {
         if !key.contains('.') {
             assert_eq!(entry["type"], "str", "{key} must be a native string");
@@ -80,12 +88,66 @@ fn path_info_is_percent_decoded_then_latin1() {
         ("/environ/%C3%A5", "/environ/\u{c3}\u{a5}"),
         ("/environ/a%2Fb", "/environ/a/b"),
         ("/environ/caf%C3%A9%20bar", "/environ/caf\u{c3}\u{a9} bar"),
+        // A NUL changes the packed environ's separator (see wsgi.wit).
+        ("/environ/a%00b%FF", "/environ/a\u{0}b\u{ff}"),
     ] {
         let env = environ_via_raw(
             &server,
             &format!("GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
         );
         assert_eq!(value(&env, "PATH_INFO"), expected, "for {target}");
+    }
+}
+
+#[test]
+fn every_entry_survives_a_nul_in_the_path() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let request = "GET /environ/%00?q=1 HTTP/1.1\r\nHost: h\r\nX-Custom: v\u{e9}\r\nConnection: close\r\n\r\n";
+    let env = environ_via_raw(&server, request);
+    assert_eq!(value(&env, "PATH_INFO"), "/environ/\u{0}");
+    assert_eq!(value(&env, "QUERY_STRING"), "q=1");
+    assert_eq!(value(&env, "HTTP_HOST"), "h");
+    // The request's bytes are UTF-8 ("\xc3\xa9"): the app sees one char per byte.
+    assert_eq!(value(&env, "HTTP_X_CUSTOM"), "v\u{c3}\u{a9}");
+    assert_eq!(env["wsgi.multiprocess"]["value"], true);
+    assert_eq!(env["wsgi.run_once"]["value"], false);
+}
+
+/// The Rust SDK reads the same packed environ: the fixture lists every entry as
+/// `KEY=value`, sorted, values as the bytes the client sent.
+#[test]
+fn a_rust_guest_gets_the_same_cgi_entries() {
+    let server = Server::start(&rust_fixtures(), &[]);
+    for (target, path) in [
+        ("/environ/x", &b"/environ/x"[..]),
+        ("/environ/a%00b%FF", b"/environ/a\0b\xff"),
+    ] {
+        let request = format!("GET {target}?q=1 HTTP/1.1\r\nHost: h\r\nX-Custom: v\r\nConnection: close\r\n\r\n");
+        let raw = raw_exchange(server.addr, request.as_bytes(), Duration::from_secs(10));
+        let response = crate::support::client::parse_response(&raw).expect("a response");
+        assert_eq!(response.status, 200, "{}", response.text());
+        let entries: Vec<(&[u8], &[u8])> = response
+            .body
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let eq = line.iter().position(|&b| b == b'=').expect("KEY=value");
+                (&line[..eq], &line[eq + 1..])
+            })
+            .collect();
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| std::str::from_utf8(k).unwrap()).collect();
+        let mut expected = [CGI_KEYS.as_slice(), &["HTTP_X_CUSTOM"], &WSGI_KEYS].concat();
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "for {target}");
+        let get = |key: &str| entries.iter().find(|(k, _)| *k == key.as_bytes()).unwrap().1;
+        assert_eq!(get("PATH_INFO"), path);
+        assert_eq!(get("QUERY_STRING"), b"q=1");
+        assert_eq!(get("HTTP_X_CUSTOM"), b"v");
+        assert_eq!(get("REQUEST_METHOD"), b"GET");
+        assert_eq!(get("SERVER_PORT"), server.addr.port().to_string().as_bytes());
+        assert_eq!(get("wsgi.multithread"), b"0");
+        assert_eq!(get("wsgi.multiprocess"), b"1");
+        assert_eq!(get("wsgi.run_once"), b"0");
     }
 }
 

@@ -12,10 +12,9 @@ import traceback
 from componentize_py_types import Err
 from wit_world.imports import server
 
+from . import environ as packed_environ
 from . import preload, ssl_shim, validate
 from .streams import ErrorStream, FileWrapper, InputStream
-
-WSGI_VERSION = (1, 0)
 
 
 class ClientDisconnected(OSError):
@@ -201,29 +200,14 @@ def _read(max_bytes):
         raise OSError(f"reading the request body failed: {e.value}") from None
 
 
-# Separates keys and values in the packed environ from the host (see `call` in
-# wsgi.wit); no native string can contain it.
-PACK_SEPARATOR = "\u0100"
-# The environ entries that are the same in every request.
-CONSTANT_ENVIRON = {
-    "wsgi.version": WSGI_VERSION,
-    "wsgi.input_terminated": True,
-    "wsgi.file_wrapper": FileWrapper,
-}
 # The environ key by which the host switches on --validate's checks.
 VALIDATE_KEY = "wsgi_wasm.validate"
 
 
 def _run(application, packed):
-    items = iter(packed.split(PACK_SEPARATOR))
-    environ = dict(zip(items, items))
+    environ = packed_environ.unpack(packed)
     # Set by the host for --validate (host/src/wsgi/validate.rs); never shown to the app.
     mode = environ.pop(VALIDATE_KEY, None)
-    # The host sends these flags as "1"/"0"; PEP 3333 wants bools.
-    environ["wsgi.multithread"] = environ.get("wsgi.multithread") == "1"
-    environ["wsgi.multiprocess"] = environ.get("wsgi.multiprocess") == "1"
-    environ["wsgi.run_once"] = environ.get("wsgi.run_once") == "1"
-    environ.update(CONSTANT_ENVIRON)
     environ["wsgi.input"] = InputStream(_read)
     errors = ErrorStream(server.log)
     environ["wsgi.errors"] = errors

@@ -24,18 +24,10 @@ pub struct Environ {
     input: Input,
 }
 
-/// Separates keys and values in the environ the host passes to `call` (see
-/// wsgi.wit): U+0100, which no native (latin-1) string contains.
-pub use wsgi_wasm_rules::PACK_SEPARATOR;
-
-/// The host's packed environ (`key SEP value SEP ...`) as pairs.
-pub fn unpack(packed: &str) -> Vec<(String, String)> {
-    let mut parts = packed.split(PACK_SEPARATOR);
-    let mut pairs = Vec::with_capacity(32);
-    while let (Some(key), Some(value)) = (parts.next(), parts.next()) {
-        pairs.push((key.to_owned(), value.to_owned()));
-    }
-    pairs
+/// The host's packed environ (see `call` in wsgi.wit) as pairs; None if it is
+/// not in the format this SDK knows (a host from another version).
+pub fn unpack(packed: &str) -> Option<Vec<(String, String)>> {
+    wsgi_wasm_rules::packed::unpack(packed)
 }
 
 impl Environ {
@@ -205,15 +197,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unpack_splits_the_hosts_packed_environ() {
-        let packed = "PATH_INFO\u{100}/a\u{0}b\u{ff}\u{100}QUERY_STRING\u{100}";
-        assert_eq!(
-            unpack(packed),
-            [
-                ("PATH_INFO".to_owned(), "/a\u{0}b\u{ff}".to_owned()),
-                ("QUERY_STRING".to_owned(), String::new())
-            ]
-        );
-        assert!(unpack("").is_empty());
+    fn unpack_reads_the_hosts_packed_environ() {
+        let packed = "0\u{100}C\u{100}/a\u{0}b\u{ff}\u{100}X_KEY\u{100}\u{100}";
+        let pairs = unpack(packed).unwrap();
+        assert_eq!(pairs[0], ("PATH_INFO".to_owned(), "/a\u{0}b\u{ff}".to_owned()));
+        assert_eq!(pairs[1], ("X_KEY".to_owned(), String::new()));
+        assert_eq!(pairs[2], ("wsgi.multithread".to_owned(), "0".to_owned()));
+        assert_eq!(unpack(""), None);
     }
 }

@@ -113,7 +113,9 @@ pub mod __private {
 
     /// One WSGI call: what the exported `call` does for the app `A`.
     pub fn call<A: App>(packed: String) -> std::result::Result<(), String> {
-        let mut environ = Environ::new(environ::unpack(&packed));
+        let pairs = environ::unpack(&packed)
+            .ok_or("the host sent an environ this SDK cannot read: build the app with the wsgi-wasm that serves it")?;
+        let mut environ = Environ::new(pairs);
         let mut response = Responder::new();
         A::call(&mut environ, &mut response)
             .and_then(|()| response.finish())

@@ -21,6 +21,10 @@ const SDK_FILES: &[(&str, &str)] = &[
         "adapter.py",
         include_str!("../../guest-sdk/python/wsgi_wasm/adapter.py"),
     ),
+    (
+        "environ.py",
+        include_str!("../../guest-sdk/python/wsgi_wasm/environ.py"),
+    ),
     ("files.py", include_str!("../../guest-sdk/python/wsgi_wasm/files.py")),
     ("net.py", include_str!("../../guest-sdk/python/wsgi_wasm/net.py")),
     (

@@ -197,22 +197,13 @@ fn split_path(path: &str, mount: &str) -> (String, String) {
     }
 }
 
-pub use wsgi_wasm_rules::PACK_SEPARATOR;
-
-/// `key SEP value SEP key SEP value ...`: the environ as the `call` export takes it.
+/// The environ packed for the `call` export (the format is in
+/// wsgi_wasm_rules::packed, next to the Rust SDK's decoder).
 pub fn pack(env: &Environ) -> String {
-    let size: usize = env.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let mut packed = String::with_capacity(size);
-    for (i, (key, value)) in env.iter().enumerate() {
-        if i > 0 {
-            packed.push(PACK_SEPARATOR);
-        }
-        packed.push_str(key);
-        packed.push(PACK_SEPARATOR);
-        packed.push_str(value);
-    }
-    packed
+    wsgi_wasm_rules::packed::pack(env)
 }
+
+pub use wsgi_wasm_rules::packed::unpack;
 
 /// The environ of a plain request with no headers from 127.0.0.1, for calling an
 /// app in-process without a socket (runtime tests, benchmarks). Built by `build`,
@@ -402,20 +393,41 @@ mod tests {
     }
 
     #[test]
-    fn packed_environ_splits_back_into_the_pairs() {
+    fn packed_environ_unpacks_into_the_pairs() {
         let env = environ_for("/a%00b%FF?q", &[("x-v", b"\x85")], &server());
-        let packed = pack(&env);
-        let parts: Vec<&str> = packed.split(PACK_SEPARATOR).collect();
-        let pairs: Vec<(String, String)> = parts.chunks(2).map(|kv| (kv[0].to_owned(), kv[1].to_owned())).collect();
-        assert_eq!(pairs, env);
+        let mut back = unpack(&pack(&env)).unwrap();
+        let mut expected = env.clone();
+        back.sort();
+        expected.sort();
+        assert_eq!(back, expected);
         assert_eq!(get(&env, "PATH_INFO"), Some("/a\u{0}b\u{ff}"));
     }
 
     #[test]
-    fn the_python_sdk_splits_on_the_same_separator() {
-        let adapter = include_str!("../../guest-sdk/python/wsgi_wasm/adapter.py");
-        let line = format!("PACK_SEPARATOR = \"\\u{:04x}\"", PACK_SEPARATOR as u32);
-        assert!(adapter.contains(&line), "adapter.py should define {line}");
+    fn the_python_sdk_holds_the_same_tables() {
+        use wsgi_wasm_rules::packed::{FLAG_KEYS, SEPARATOR, WELL_KNOWN_KEYS, WIDE_SEPARATOR};
+        let sdk = include_str!("../../guest-sdk/python/wsgi_wasm/environ.py");
+        for (code, key) in WELL_KNOWN_KEYS {
+            let line = format!("    \"{code}\": \"{key}\",\n");
+            assert!(sdk.contains(&line), "environ.py should map {line:?}");
+        }
+        // `    "A": "REQUEST_METHOD",`: one line per code in the SDK's table.
+        let is_code_line = |l: &&str| l.len() > 9 && l.starts_with("    \"") && l[6..].starts_with("\": \"");
+        let entries = sdk.lines().filter(is_code_line).count();
+        assert_eq!(
+            entries,
+            WELL_KNOWN_KEYS.len(),
+            "environ.py has codes the host does not send"
+        );
+        for key in FLAG_KEYS {
+            assert!(sdk.contains(&format!("\"{key}\"")), "environ.py should set {key}");
+        }
+        for sep in [SEPARATOR, WIDE_SEPARATOR] {
+            assert!(
+                sdk.contains(&format!("\\u{:04x}", sep as u32)),
+                "environ.py should name {sep:?}"
+            );
+        }
     }
 
     #[test]

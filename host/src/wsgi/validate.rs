@@ -8,7 +8,7 @@
 //! names them as rules too. What a violation looks like in the log and what the
 //! client gets is documented in README.md ("Validation").
 
-use super::environ::{Environ, PACK_SEPARATOR, pack};
+use super::environ::{Environ, pack};
 
 /// What a violation does to the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -36,14 +36,14 @@ pub const ENVIRON_KEY: &str = "wsgi_wasm.validate";
 
 /// The packed environ for the `call` export, with the checker switched on when `mode` says.
 pub fn pack_for_call(environ: &Environ, mode: Option<ValidateMode>) -> String {
-    let mut packed = pack(environ);
-    if let Some(mode) = mode {
-        for part in [ENVIRON_KEY, mode.as_str()] {
-            packed.push(PACK_SEPARATOR);
-            packed.push_str(part);
+    match mode {
+        None => pack(environ),
+        Some(mode) => {
+            let mut pairs: Vec<(&str, &str)> = environ.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            pairs.push((ENVIRON_KEY, mode.as_str()));
+            wsgi_wasm_rules::packed::pack(&pairs)
         }
     }
-    packed
 }
 
 /// The rule a failed call broke, when the SDK's checker stopped it: its error
@@ -63,7 +63,7 @@ mod tests {
         assert_eq!(pack_for_call(&environ, None), pack(&environ));
         assert_eq!(
             pack_for_call(&environ, Some(ValidateMode::Warn)),
-            format!("REQUEST_METHOD{PACK_SEPARATOR}GET{PACK_SEPARATOR}wsgi_wasm.validate{PACK_SEPARATOR}warn")
+            "0\0A\0GET\0wsgi_wasm.validate\0warn\0"
         );
     }
 

@@ -1,0 +1,237 @@
+//! The packed environ: how the host hands a request's CGI keys to the guest's
+//! `call` export in one string (see `call` in guest-sdk/wit/wsgi.wit), and back.
+//!
+//! ```text
+//! FLAGS SEP CODES SEP value SEP value ... SEP key SEP value SEP ... SEP
+//! ```
+//!
+//! - SEP is the string's last char: NUL, or U+0100 when a key or value holds a NUL
+//!   (a percent-decoded path can). Values are native (latin-1) strings, so with NUL
+//!   out of the way the whole string stays latin-1, which a Python guest splits
+//!   without widening and narrowing every piece.
+//! - FLAGS is one char for wsgi.multithread, wsgi.multiprocess and wsgi.run_once
+//!   (see [`flags_code`]).
+//! - CODES holds one char per well-known key ([`WELL_KNOWN_KEYS`]); their values
+//!   follow in the same order. A Python guest maps each one-char code (CPython keeps
+//!   every one-char latin-1 string cached) to its interned key, so the keys most
+//!   requests have cost no allocation and no hashing.
+//! - Every other entry follows as a key and a value.
+//!
+//! The Python SDK's decoder (guest-sdk/python/wsgi_wasm/environ.py) mirrors
+//! [`unpack`]; the host's unit tests check that it holds the same tables.
+
+/// The separator, unless a key or value holds a NUL.
+pub const SEPARATOR: char = '\0';
+
+/// The separator when a key or value holds a NUL: no native string holds U+0100.
+pub const WIDE_SEPARATOR: char = '\u{100}';
+
+/// The wsgi.* flags the FLAGS char carries, as the host's environ has them
+/// ("1" or "0"); a guest SDK turns them into its language's booleans.
+pub const FLAG_KEYS: [&str; 3] = ["wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"];
+
+/// The keys sent as a one-char code, with the code: the CGI keys every request
+/// has and the request headers most clients send. Codes are fixed: a component
+/// built by one version of wsgi-wasm runs on the next, so codes may be added but
+/// never changed or reused.
+pub const WELL_KNOWN_KEYS: &[(char, &str)] = &[
+    ('A', "REQUEST_METHOD"),
+    ('B', "SCRIPT_NAME"),
+    ('C', "PATH_INFO"),
+    ('D', "QUERY_STRING"),
+    ('E', "CONTENT_TYPE"),
+    ('F', "CONTENT_LENGTH"),
+    ('G', "SERVER_NAME"),
+    ('H', "SERVER_PORT"),
+    ('I', "SERVER_PROTOCOL"),
+    ('J', "SERVER_SOFTWARE"),
+    ('K', "GATEWAY_INTERFACE"),
+    ('L', "REMOTE_ADDR"),
+    ('M', "REMOTE_PORT"),
+    ('N', "HTTPS"),
+    ('O', "wsgi.url_scheme"),
+    ('P', "HTTP_HOST"),
+    ('Q', "HTTP_USER_AGENT"),
+    ('R', "HTTP_ACCEPT"),
+    ('S', "HTTP_ACCEPT_ENCODING"),
+    ('T', "HTTP_ACCEPT_LANGUAGE"),
+    ('U', "HTTP_CONNECTION"),
+    ('V', "HTTP_COOKIE"),
+    ('W', "HTTP_REFERER"),
+    ('X', "HTTP_ORIGIN"),
+    ('Y', "HTTP_AUTHORIZATION"),
+    ('Z', "HTTP_CACHE_CONTROL"),
+    ('a', "HTTP_PRAGMA"),
+    ('b', "HTTP_IF_NONE_MATCH"),
+    ('c', "HTTP_IF_MODIFIED_SINCE"),
+    ('d', "HTTP_RANGE"),
+    ('e', "HTTP_UPGRADE_INSECURE_REQUESTS"),
+    ('f', "HTTP_DNT"),
+    ('g', "HTTP_SEC_FETCH_DEST"),
+    ('h', "HTTP_SEC_FETCH_MODE"),
+    ('i', "HTTP_SEC_FETCH_SITE"),
+    ('j', "HTTP_SEC_FETCH_USER"),
+    ('k', "HTTP_SEC_CH_UA"),
+    ('l', "HTTP_SEC_CH_UA_MOBILE"),
+    ('m', "HTTP_SEC_CH_UA_PLATFORM"),
+    ('n', "HTTP_X_FORWARDED_FOR"),
+    ('o', "HTTP_X_FORWARDED_PROTO"),
+    ('p', "HTTP_X_FORWARDED_HOST"),
+    ('q', "HTTP_X_REAL_IP"),
+    ('r', "HTTP_X_REQUEST_ID"),
+    ('s', "HTTP_X_REQUESTED_WITH"),
+    ('t', "HTTP_FORWARDED"),
+    ('u', "HTTP_EXPECT"),
+    ('v', "HTTP_PRIORITY"),
+];
+
+/// The code of a well-known key. The host looks up every key of every request:
+/// comparing lengths first makes most of the ~50 misses one integer test.
+pub fn key_code(key: &str) -> Option<char> {
+    WELL_KNOWN_KEYS
+        .iter()
+        .find(|(_, known)| known.len() == key.len() && *known == key)
+        .map(|(code, _)| *code)
+}
+
+/// The key a code stands for.
+pub fn key_of(code: char) -> Option<&'static str> {
+    WELL_KNOWN_KEYS.iter().find(|(c, _)| *c == code).map(|(_, key)| *key)
+}
+
+/// The FLAGS char: '0' plus multithread (1), multiprocess (2) and run_once (4).
+pub fn flags_code(multithread: bool, multiprocess: bool, run_once: bool) -> char {
+    char::from(b'0' + u8::from(multithread) + 2 * u8::from(multiprocess) + 4 * u8::from(run_once))
+}
+
+/// The environ's pairs packed for `call`. The flags are read from their "1"/"0"
+/// entries (absent: "0"); every other pair is sent as it is, in its order.
+pub fn pack<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let flag = |name: &str| pairs.iter().any(|(k, v)| k.as_ref() == name && v.as_ref() == "1");
+    let has_nul = pairs
+        .iter()
+        .any(|(k, v)| k.as_ref().contains('\0') || v.as_ref().contains('\0'));
+    let sep = if has_nul { WIDE_SEPARATOR } else { SEPARATOR };
+
+    let size: usize = pairs.iter().map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 4).sum();
+    let mut packed = String::with_capacity(size + 8);
+    packed.push(flags_code(flag(FLAG_KEYS[0]), flag(FLAG_KEYS[1]), flag(FLAG_KEYS[2])));
+    packed.push(sep);
+    let mut others = Vec::new();
+    let mut coded = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        let key = key.as_ref();
+        match key_code(key) {
+            Some(code) => {
+                packed.push(code);
+                coded.push(value.as_ref());
+            }
+            None if FLAG_KEYS.contains(&key) => {}
+            None => others.push((key, value.as_ref())),
+        }
+    }
+    packed.push(sep);
+    for value in coded {
+        packed.push_str(value);
+        packed.push(sep);
+    }
+    for (key, value) in others {
+        packed.push_str(key);
+        packed.push(sep);
+        packed.push_str(value);
+        packed.push(sep);
+    }
+    packed
+}
+
+/// The pairs of a packed environ: the coded keys, the other pairs, then the three
+/// flags as "1"/"0". None if it is not in this format.
+pub fn unpack(packed: &str) -> Option<Vec<(String, String)>> {
+    let sep = packed.chars().next_back()?;
+    if sep != SEPARATOR && sep != WIDE_SEPARATOR {
+        return None;
+    }
+    let mut parts = packed[..packed.len() - sep.len_utf8()].split(sep);
+    let flags = parts.next()?;
+    let codes = parts.next()?;
+    let bits = match flags.as_bytes() {
+        [b @ b'0'..=b'7'] => b - b'0',
+        _ => return None,
+    };
+    let mut pairs = Vec::with_capacity(codes.len() + 8);
+    for code in codes.chars() {
+        pairs.push((key_of(code)?.to_owned(), parts.next()?.to_owned()));
+    }
+    while let Some(key) = parts.next() {
+        pairs.push((key.to_owned(), parts.next()?.to_owned()));
+    }
+    for (i, key) in FLAG_KEYS.iter().enumerate() {
+        let on = bits & (1 << i) != 0;
+        pairs.push(((*key).to_owned(), if on { "1" } else { "0" }.to_owned()));
+    }
+    Some(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn codes_are_distinct_and_never_a_separator_or_a_flag() {
+        for (i, (code, key)) in WELL_KNOWN_KEYS.iter().enumerate() {
+            assert!(code.is_ascii_alphabetic(), "{code}");
+            assert!(!FLAG_KEYS.contains(key));
+            for (other_code, other_key) in &WELL_KNOWN_KEYS[i + 1..] {
+                assert!(code != other_code && key != other_key, "{key} and {other_key}");
+            }
+            assert_eq!(key_code(key), Some(*code));
+            assert_eq!(key_of(*code), Some(*key));
+        }
+        assert_eq!(key_code("HTTP_X_CUSTOM"), None);
+    }
+
+    #[test]
+    fn a_plain_environ_is_latin1_with_nul_separators() {
+        let env = pairs(&[
+            ("REQUEST_METHOD", "GET"),
+            ("PATH_INFO", "/caf\u{c3}\u{a9}"),
+            ("wsgi.multithread", "0"),
+            ("wsgi.multiprocess", "1"),
+            ("wsgi.run_once", "1"),
+            ("HTTP_X_CUSTOM", "v"),
+        ]);
+        let packed = pack(&env);
+        assert_eq!(packed, "6\0AC\0GET\0/caf\u{c3}\u{a9}\0HTTP_X_CUSTOM\0v\0");
+        let mut expected = env.clone();
+        expected.sort();
+        let mut back = unpack(&packed).unwrap();
+        back.sort();
+        assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn a_nul_in_a_value_switches_to_the_wide_separator() {
+        let env = pairs(&[
+            ("PATH_INFO", "/a\0b\u{ff}"),
+            ("X", ""),
+            ("wsgi.multithread", "0"),
+            ("wsgi.multiprocess", "0"),
+            ("wsgi.run_once", "0"),
+        ]);
+        let packed = pack(&env);
+        assert_eq!(packed, "0\u{100}C\u{100}/a\0b\u{ff}\u{100}X\u{100}\u{100}");
+        assert_eq!(unpack(&packed).unwrap(), env);
+    }
+
+    #[test]
+    fn malformed_strings_are_refused() {
+        for bad in ["", "0", "0\0", "9\0\0", "0\0?\0v\0", "0\0A\0", "0\0\0k\0", "0\u{101}"] {
+            assert_eq!(unpack(bad), None, "{bad:?}");
+        }
+        assert_eq!(unpack("0\0\0").unwrap().len(), 3);
+    }
+}
