@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::client::{curl, curl_with_stdin, python_request, raw_exchange};
-use crate::support::components::{demo, python_fixtures, wsgi_wasm_bin};
+use crate::support::components::{demo, python_fixtures, rust_fixtures, wsgi_wasm_bin};
 use crate::support::server::Server;
 
 #[test]
@@ -220,6 +220,51 @@ fn compile_fills_the_cache_so_serve_starts_without_compiling() {
     );
     assert!(server.log().contains("loaded from cache"), "{}", server.log());
     assert_eq!(curl(&[&server.url("/")]).status, 200);
+}
+
+/// The server maps a component from its cache file (also right after compiling it,
+/// see runtime/cache.rs), so a broken or unwritable cache must cost only time.
+#[test]
+fn a_garbled_cache_entry_is_recompiled_and_replaced() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let first = Server::start(&rust_fixtures(), &["--cache-dir", cache_dir]);
+    assert_eq!(curl(&[&first.url("/hello")]).text(), "hello from rust");
+    drop(first);
+    let entries: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    std::fs::write(&entries[0], b"not a compiled component").unwrap();
+
+    let second = Server::start(&rust_fixtures(), &["--cache-dir", cache_dir]);
+    assert_eq!(curl(&[&second.url("/hello")]).text(), "hello from rust");
+    assert!(
+        second.log().contains("ignoring unusable cache entry"),
+        "{}",
+        second.log()
+    );
+    drop(second);
+
+    let third = Server::start(&rust_fixtures(), &["--cache-dir", cache_dir]);
+    assert_eq!(curl(&[&third.url("/hello")]).text(), "hello from rust");
+    assert!(third.log().contains("loaded from cache"), "{}", third.log());
+}
+
+#[test]
+fn an_unwritable_cache_still_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the cache directory should be: nothing can be stored under it.
+    let not_a_dir = dir.path().join("cache");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let server = Server::start(&rust_fixtures(), &["--cache-dir", not_a_dir.to_str().unwrap()]);
+    assert_eq!(curl(&[&server.url("/hello")]).text(), "hello from rust");
+    assert!(
+        server.log().contains("could not cache the compiled component"),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
