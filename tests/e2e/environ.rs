@@ -233,6 +233,23 @@ fn http10_request_reports_http10_protocol() {
     assert_eq!(value(&env, "REQUEST_METHOD"), "GET");
 }
 
+/// One instance serves requests with different contexts (protocol, scheme, mount:
+/// what the packed environ sends apart, see wsgi.wit) and an app that changes
+/// its environ: each request sees its own values.
+#[test]
+fn one_instance_gives_each_request_its_own_context() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    for version in ["1.1", "1.1", "1.1", "1.0", "1.0", "1.0", "1.1"] {
+        let env = environ_via_raw(
+            &server,
+            &format!("GET /environ HTTP/{version}\r\nHost: h\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(value(&env, "SERVER_PROTOCOL"), format!("HTTP/{version}").as_str());
+        assert_eq!(value(&env, "SERVER_NAME"), "127.0.0.1");
+        assert_eq!(env["wsgi.multiprocess"]["value"], true);
+    }
+}
+
 #[test]
 fn curl_sees_the_same_environ_as_raw_clients() {
     let server = Server::start(&python_fixtures(), &[]);

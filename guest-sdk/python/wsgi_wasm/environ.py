@@ -1,16 +1,20 @@
 """The host's packed environ (see `call` in wsgi.wit) -> the environ dict an app gets.
 
-    FLAGS SEP CODES SEP value SEP value ... SEP key SEP value SEP ... SEP
+    CONTEXT SEP CODES SEP value SEP value ... SEP key SEP value SEP ... SEP
+    CONTEXT = FLAGS CONTEXT-CODES ("\\u0001" value)*
 
 SEP is the string's last character: "\\u0000", or "\\u0100" when a key or value
-holds a NUL. FLAGS is one character for the three wsgi.* flags; CODES holds one
-character per well-known key, whose values follow in order; every other entry
-follows as a key and a value. The format and the tables are the host's
-(guest-sdk/rules/src/packed.rs); the host's tests check this file holds the same.
+holds a NUL. CONTEXT is what every request on one listener and mount shares: FLAGS,
+one character for the three wsgi.* flags, then codes and values of keys such as
+SERVER_NAME. CODES holds one character per other well-known key, whose values
+follow in order; every other entry follows as a key and a value. The format and
+the tables are the host's (guest-sdk/rules/src/packed.rs); the host's tests check
+this file holds the same.
 
-Decoding is a few C-level calls: splitting a latin-1 string, mapping one-character
-codes (CPython caches every one-character latin-1 string) to interned keys, and
-dict building, so the keys most requests have cost no allocation and no hashing.
+Decoding is a few C-level calls: splitting a latin-1 string, copying the context's
+entries (built once per context), mapping one-character codes (CPython caches every
+one-character latin-1 string) to interned keys, and dict building, so the keys most
+requests have cost no allocation and no hashing.
 """
 
 from .streams import FileWrapper
@@ -85,15 +89,36 @@ def _fixed_entries(bits):
 
 FIXED = {chr(0x30 + bits): _fixed_entries(bits) for bits in range(8)}
 _KEY = KEYS.__getitem__
+CONTEXT_SEPARATOR = "\u0001"
+
+# Contexts seen, each with its entries. A server sends a handful (one per listener,
+# mount, scheme and protocol); the bound keeps a host bug from growing it forever.
+MAX_CONTEXTS = 64
+_contexts = {}
+
+
+def _context_entries(context):
+    """A new dict of the context's entries, remembered for the next request that
+    sends the same context."""
+    codes, *values = context.split(CONTEXT_SEPARATOR)
+    entries = dict(FIXED[codes[0]])
+    entries.update(zip(map(_KEY, codes[1:]), values))
+    # A fresh instance per request (wsgi.run_once) has no next request: it would
+    # pay for the copy (and the pages it touches) for nothing.
+    if not entries["wsgi.run_once"] and len(_contexts) < MAX_CONTEXTS:
+        _contexts[context] = entries.copy()
+    return entries
 
 
 def unpack(packed):
     """The environ dict, without the per-request objects (wsgi.input, wsgi.errors)."""
     parts = iter(packed.split(packed[-1]))
-    fixed = FIXED[next(parts)]
+    context = next(parts)
+    known = _contexts.get(context)
+    # A copy: the app may change its environ, and the next request must not see it.
+    environ = known.copy() if known is not None else _context_entries(context)
     # zip asks the codes first, so it stops at the last code without taking a part.
-    environ = dict(zip(map(_KEY, next(parts)), parts))
+    environ.update(zip(map(_KEY, next(parts)), parts))
     # The rest pairs up; the empty piece after the final SEP is left unpaired.
     environ.update(zip(parts, parts))
-    environ.update(fixed)
     return environ

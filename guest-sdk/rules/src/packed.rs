@@ -2,19 +2,23 @@
 //! `call` export in one string (see `call` in guest-sdk/wit/wsgi.wit), and back.
 //!
 //! ```text
-//! FLAGS SEP CODES SEP value SEP value ... SEP key SEP value SEP ... SEP
+//! CONTEXT SEP CODES SEP value SEP value ... SEP key SEP value SEP ... SEP
+//! CONTEXT = FLAGS CONTEXT-CODES (CONTEXT-SEP value)*
 //! ```
 //!
 //! - SEP is the string's last char: NUL, or U+0100 when a key or value holds a NUL
 //!   (a percent-decoded path can). Values are native (latin-1) strings, so with NUL
 //!   out of the way the whole string stays latin-1, which a Python guest splits
 //!   without widening and narrowing every piece.
-//! - FLAGS is one char for wsgi.multithread, wsgi.multiprocess and wsgi.run_once
-//!   (see [`flags_code`]).
-//! - CODES holds one char per well-known key ([`WELL_KNOWN_KEYS`]); their values
-//!   follow in the same order. A Python guest maps each one-char code (CPython keeps
-//!   every one-char latin-1 string cached) to its interned key, so the keys most
-//!   requests have cost no allocation and no hashing.
+//! - CONTEXT holds what is the same for every request on one listener and mount:
+//!   FLAGS, one char for wsgi.multithread, wsgi.multiprocess and wsgi.run_once
+//!   (see [`flags_code`]), then the [`CONTEXT_KEYS`] the request has as codes, then
+//!   their values, each after [`CONTEXT_SEPARATOR`]. A guest may build the entries
+//!   of a context once and copy them for each request that sends the same one.
+//! - CODES holds one char per other well-known key ([`WELL_KNOWN_KEYS`]); their
+//!   values follow in the same order. A Python guest maps each one-char code
+//!   (CPython keeps every one-char latin-1 string cached) to its interned key, so
+//!   the keys most requests have cost no allocation and no hashing.
 //! - Every other entry follows as a key and a value.
 //!
 //! The Python SDK's decoder (guest-sdk/python/wsgi_wasm/environ.py) mirrors
@@ -25,6 +29,23 @@ pub const SEPARATOR: char = '\0';
 
 /// The separator when a key or value holds a NUL: no native string holds U+0100.
 pub const WIDE_SEPARATOR: char = '\u{100}';
+
+/// Separates the values in CONTEXT. A context value holding it (or a NUL) is sent
+/// with the other coded entries instead.
+pub const CONTEXT_SEPARATOR: char = '\u{1}';
+
+/// Keys sent in CONTEXT when the request has them: set by the listener, the mount
+/// and the connection's scheme, not by the request.
+pub const CONTEXT_KEYS: [&str; 8] = [
+    "SCRIPT_NAME",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "SERVER_SOFTWARE",
+    "GATEWAY_INTERFACE",
+    "HTTPS",
+    "wsgi.url_scheme",
+];
 
 /// The wsgi.* flags the FLAGS char carries, as the host's environ has them
 /// ("1" or "0"); a guest SDK turns them into its language's booleans.
@@ -112,53 +133,76 @@ pub fn pack<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
         .iter()
         .any(|(k, v)| k.as_ref().contains('\0') || v.as_ref().contains('\0'));
     let sep = if has_nul { WIDE_SEPARATOR } else { SEPARATOR };
+    let in_context = |key: &str, value: &str| CONTEXT_KEYS.contains(&key) && !value.contains(['\0', CONTEXT_SEPARATOR]);
 
     let size: usize = pairs.iter().map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 4).sum();
     let mut packed = String::with_capacity(size + 8);
     packed.push(flags_code(flag(FLAG_KEYS[0]), flag(FLAG_KEYS[1]), flag(FLAG_KEYS[2])));
-    packed.push(sep);
-    let mut others = Vec::new();
-    let mut coded = Vec::with_capacity(pairs.len());
-    for (key, value) in pairs {
-        let key = key.as_ref();
-        match key_code(key) {
-            Some(code) => {
-                packed.push(code);
-                coded.push(value.as_ref());
-            }
-            None if FLAG_KEYS.contains(&key) => {}
-            None => others.push((key, value.as_ref())),
+    // Four passes over ~20 pairs cost less than collecting them into lists.
+    let coded = || {
+        pairs.iter().filter_map(|(k, v)| {
+            let (key, value) = (k.as_ref(), v.as_ref());
+            key_code(key).map(|code| (code, key, value))
+        })
+    };
+    for (code, key, value) in coded() {
+        if in_context(key, value) {
+            packed.push(code);
+        }
+    }
+    for (_, key, value) in coded() {
+        if in_context(key, value) {
+            packed.push(CONTEXT_SEPARATOR);
+            packed.push_str(value);
         }
     }
     packed.push(sep);
-    for value in coded {
-        packed.push_str(value);
-        packed.push(sep);
+    for (code, key, value) in coded() {
+        if !in_context(key, value) {
+            packed.push(code);
+        }
     }
-    for (key, value) in others {
-        packed.push_str(key);
-        packed.push(sep);
-        packed.push_str(value);
-        packed.push(sep);
+    packed.push(sep);
+    for (_, key, value) in coded() {
+        if !in_context(key, value) {
+            packed.push_str(value);
+            packed.push(sep);
+        }
+    }
+    for (key, value) in pairs {
+        let key = key.as_ref();
+        if key_code(key).is_none() && !FLAG_KEYS.contains(&key) {
+            packed.push_str(key);
+            packed.push(sep);
+            packed.push_str(value.as_ref());
+            packed.push(sep);
+        }
     }
     packed
 }
 
-/// The pairs of a packed environ: the coded keys, the other pairs, then the three
-/// flags as "1"/"0". None if it is not in this format.
+/// The pairs of a packed environ: the context's entries, the coded keys, the
+/// other pairs, then the three flags as "1"/"0". None if it is not in this format.
 pub fn unpack(packed: &str) -> Option<Vec<(String, String)>> {
     let sep = packed.chars().next_back()?;
     if sep != SEPARATOR && sep != WIDE_SEPARATOR {
         return None;
     }
     let mut parts = packed[..packed.len() - sep.len_utf8()].split(sep);
-    let flags = parts.next()?;
+    let mut context = parts.next()?.split(CONTEXT_SEPARATOR);
     let codes = parts.next()?;
+    let (flags, context_codes) = context.next()?.split_at_checked(1)?;
     let bits = match flags.as_bytes() {
         [b @ b'0'..=b'7'] => b - b'0',
         _ => return None,
     };
-    let mut pairs = Vec::with_capacity(codes.len() + 8);
+    let mut pairs = Vec::with_capacity(codes.len() + 16);
+    for code in context_codes.chars() {
+        pairs.push((key_of(code)?.to_owned(), context.next()?.to_owned()));
+    }
+    if context.next().is_some() {
+        return None;
+    }
     for code in codes.chars() {
         pairs.push((key_of(code)?.to_owned(), parts.next()?.to_owned()));
     }
@@ -203,9 +247,14 @@ mod tests {
             ("wsgi.multiprocess", "1"),
             ("wsgi.run_once", "1"),
             ("HTTP_X_CUSTOM", "v"),
+            ("SERVER_PORT", "80"),
+            ("wsgi.url_scheme", "http"),
         ]);
         let packed = pack(&env);
-        assert_eq!(packed, "6\0AC\0GET\0/caf\u{c3}\u{a9}\0HTTP_X_CUSTOM\0v\0");
+        assert_eq!(
+            packed,
+            "6HO\u{1}80\u{1}http\0AC\0GET\0/caf\u{c3}\u{a9}\0HTTP_X_CUSTOM\0v\0"
+        );
         let mut expected = env.clone();
         expected.sort();
         let mut back = unpack(&packed).unwrap();
@@ -217,19 +266,36 @@ mod tests {
     fn a_nul_in_a_value_switches_to_the_wide_separator() {
         let env = pairs(&[
             ("PATH_INFO", "/a\0b\u{ff}"),
+            ("SCRIPT_NAME", "/a\u{1}b"),
             ("X", ""),
             ("wsgi.multithread", "0"),
             ("wsgi.multiprocess", "0"),
             ("wsgi.run_once", "0"),
         ]);
         let packed = pack(&env);
-        assert_eq!(packed, "0\u{100}C\u{100}/a\0b\u{ff}\u{100}X\u{100}\u{100}");
+        // SCRIPT_NAME holds the context separator, so it goes with the other codes.
+        assert_eq!(
+            packed,
+            "0\u{100}CB\u{100}/a\0b\u{ff}\u{100}/a\u{1}b\u{100}X\u{100}\u{100}"
+        );
         assert_eq!(unpack(&packed).unwrap(), env);
     }
 
     #[test]
     fn malformed_strings_are_refused() {
-        for bad in ["", "0", "0\0", "9\0\0", "0\0?\0v\0", "0\0A\0", "0\0\0k\0", "0\u{101}"] {
+        for bad in [
+            "",
+            "0",
+            "0\0",
+            "9\0\0",
+            "\0\0\0",
+            "0\0?\0v\0",
+            "0\0A\0",
+            "0\0\0k\0",
+            "0\u{101}",
+            "0H\0\0\0",
+            "0\u{1}x\0\0\0",
+        ] {
             assert_eq!(unpack(bad), None, "{bad:?}");
         }
         assert_eq!(unpack("0\0\0").unwrap().len(), 3);

@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn the_python_sdk_holds_the_same_tables() {
-        use wsgi_wasm_rules::packed::{FLAG_KEYS, SEPARATOR, WELL_KNOWN_KEYS, WIDE_SEPARATOR};
+        use wsgi_wasm_rules::packed::{CONTEXT_SEPARATOR, FLAG_KEYS, SEPARATOR, WELL_KNOWN_KEYS, WIDE_SEPARATOR};
         let sdk = include_str!("../../guest-sdk/python/wsgi_wasm/environ.py");
         for (code, key) in WELL_KNOWN_KEYS {
             let line = format!("    \"{code}\": \"{key}\",\n");
@@ -422,7 +422,7 @@ mod tests {
         for key in FLAG_KEYS {
             assert!(sdk.contains(&format!("\"{key}\"")), "environ.py should set {key}");
         }
-        for sep in [SEPARATOR, WIDE_SEPARATOR] {
+        for sep in [SEPARATOR, WIDE_SEPARATOR, CONTEXT_SEPARATOR] {
             assert!(
                 sdk.contains(&format!("\\u{:04x}", sep as u32)),
                 "environ.py should name {sep:?}"
