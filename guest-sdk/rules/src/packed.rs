@@ -128,53 +128,63 @@ pub fn flags_code(multithread: bool, multiprocess: bool, run_once: bool) -> char
 /// The environ's pairs packed for `call`. The flags are read from their "1"/"0"
 /// entries (absent: "0"); every other pair is sent as it is, in its order.
 pub fn pack<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
-    let flag = |name: &str| pairs.iter().any(|(k, v)| k.as_ref() == name && v.as_ref() == "1");
     let has_nul = pairs
         .iter()
         .any(|(k, v)| k.as_ref().contains('\0') || v.as_ref().contains('\0'));
     let sep = if has_nul { WIDE_SEPARATOR } else { SEPARATOR };
     let in_context = |key: &str, value: &str| CONTEXT_KEYS.contains(&key) && !value.contains(['\0', CONTEXT_SEPARATOR]);
 
+    // Where each pair goes, worked out once: the lookups are the costly part.
+    enum Place {
+        Context(char),
+        Coded(char),
+        Other,
+        Flag(bool),
+    }
+    let places: Vec<Place> = pairs
+        .iter()
+        .map(|(k, v)| match key_code(k.as_ref()) {
+            Some(code) if in_context(k.as_ref(), v.as_ref()) => Place::Context(code),
+            Some(code) => Place::Coded(code),
+            None if FLAG_KEYS.contains(&k.as_ref()) => Place::Flag(v.as_ref() == "1"),
+            None => Place::Other,
+        })
+        .collect();
+    let placed = || pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).zip(&places);
+
     let size: usize = pairs.iter().map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 4).sum();
     let mut packed = String::with_capacity(size + 8);
+    let flag = |name: &str| placed().any(|((key, _), place)| matches!(place, Place::Flag(true)) && key == name);
     packed.push(flags_code(flag(FLAG_KEYS[0]), flag(FLAG_KEYS[1]), flag(FLAG_KEYS[2])));
-    // Four passes over ~20 pairs cost less than collecting them into lists.
-    let coded = || {
-        pairs.iter().filter_map(|(k, v)| {
-            let (key, value) = (k.as_ref(), v.as_ref());
-            key_code(key).map(|code| (code, key, value))
-        })
-    };
-    for (code, key, value) in coded() {
-        if in_context(key, value) {
-            packed.push(code);
+    for (_, place) in placed() {
+        if let Place::Context(code) = place {
+            packed.push(*code);
         }
     }
-    for (_, key, value) in coded() {
-        if in_context(key, value) {
+    for ((_, value), place) in placed() {
+        if let Place::Context(_) = place {
             packed.push(CONTEXT_SEPARATOR);
             packed.push_str(value);
         }
     }
     packed.push(sep);
-    for (code, key, value) in coded() {
-        if !in_context(key, value) {
-            packed.push(code);
+    for (_, place) in placed() {
+        if let Place::Coded(code) = place {
+            packed.push(*code);
         }
     }
     packed.push(sep);
-    for (_, key, value) in coded() {
-        if !in_context(key, value) {
+    for ((_, value), place) in placed() {
+        if let Place::Coded(_) = place {
             packed.push_str(value);
             packed.push(sep);
         }
     }
-    for (key, value) in pairs {
-        let key = key.as_ref();
-        if key_code(key).is_none() && !FLAG_KEYS.contains(&key) {
+    for ((key, value), place) in placed() {
+        if let Place::Other = place {
             packed.push_str(key);
             packed.push(sep);
-            packed.push_str(value.as_ref());
+            packed.push_str(value);
             packed.push(sep);
         }
     }
