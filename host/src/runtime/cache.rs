@@ -58,6 +58,7 @@ pub fn load_or_compile(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Resu
     };
     let path = dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
     if path.exists() {
+        warm_page_cache(&path);
         match deserialize(engine, &path) {
             Ok(component) => return Ok((component, Source::Cached)),
             Err(e) => log::server(format!("ignoring unusable cache entry {}: {e}", path.display())),
@@ -71,6 +72,7 @@ pub fn load_or_compile(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Resu
         ));
         return Ok((component, Source::Compiled));
     }
+    // Just written, so already in the page cache the way warm_page_cache leaves it.
     match deserialize(engine, &path) {
         Ok(from_file) => Ok((from_file, Source::Compiled)),
         // Written but not readable back (a full disk, say): the compiled one works.
@@ -79,7 +81,6 @@ pub fn load_or_compile(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Resu
 }
 
 fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
-    warm_page_cache(path);
     // SAFETY: the file was written by `store` below from `Component::serialize`
     // with the same engine settings (they are part of the key), and the cache
     // directory is created private to this user. Wasmtime re-checks the
