@@ -8,11 +8,16 @@ use crate::support::client::{curl, raw_exchange};
 use crate::support::components::{python_fixtures, rust_fixtures};
 use crate::support::server::Server;
 
-fn environ_via_raw(server: &Server, request: &str) -> Value {
+/// The body of a 200 answer to `request`, sent as is over a raw socket.
+fn body_via_raw(server: &Server, request: &str) -> Vec<u8> {
     let raw = raw_exchange(server.addr, request.as_bytes(), Duration::from_secs(10));
     let response = crate::support::client::parse_response(&raw).expect("a response");
     assert_eq!(response.status, 200, "{}", response.text());
-    serde_json::from_slice(&response.body).unwrap()
+    response.body
+}
+
+fn environ_via_raw(server: &Server, request: &str) -> Value {
+    serde_json::from_slice(&body_via_raw(server, request)).unwrap()
 }
 
 fn value<'a>(env: &'a Value, key: &str) -> &'a Value {
@@ -123,11 +128,8 @@ fn a_rust_guest_gets_the_same_cgi_entries() {
         ("/environ/a%00b%FF", b"/environ/a\0b\xff"),
     ] {
         let request = format!("GET {target}?q=1 HTTP/1.1\r\nHost: h\r\nX-Custom: v\r\nConnection: close\r\n\r\n");
-        let raw = raw_exchange(server.addr, request.as_bytes(), Duration::from_secs(10));
-        let response = crate::support::client::parse_response(&raw).expect("a response");
-        assert_eq!(response.status, 200, "{}", response.text());
-        let entries: Vec<(&[u8], &[u8])> = response
-            .body
+        let body = body_via_raw(&server, &request);
+        let entries: Vec<(&[u8], &[u8])> = body
             .split(|&b| b == b'\n')
             .filter(|line| !line.is_empty())
             .map(|line| {
