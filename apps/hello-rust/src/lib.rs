@@ -1,6 +1,7 @@
 //! Hello, world! as a wsgi-wasm Rust guest: the smallest complete app, and the one
 //! to benchmark the server with, since it does nothing but the fast path (one
-//! `start_response`, one `write_body`, so the host sends a Content-Length).
+//! `respond`: the whole response goes back as the call's result, without a host
+//! call, and the host sends it with a Content-Length).
 
 use wsgi_wasm_guest::{App, Environ, Responder, Result};
 

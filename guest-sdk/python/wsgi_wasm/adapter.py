@@ -55,13 +55,13 @@ class _Call:
 
     start_response's arguments are held here, not sent at once: PEP 3333 lets a
     server send the headers with the first body bytes (wsgiref does the same), and
-    most responses are one piece, which then crosses to the host in one `respond`
-    call with its head. The host checks the head when it gets it, so a head it
-    refuses fails the request there, before any byte is sent. Under --validate the
+    most responses are one piece, which then goes back to the host with its head
+    as `call`'s result (no import call at all). The host checks the head when it
+    gets it, so a head it refuses fails the request there, before any byte is sent. Under --validate the
     head is sent at once (`eager`), so the host's verdict on it is raised inside
     start_response, where the checker names it."""
 
-    __slots__ = ("status", "headers", "eager", "head_at_host", "headers_sent")
+    __slots__ = ("status", "headers", "eager", "head_at_host", "headers_sent", "packed")
 
     def __init__(self, eager=False):
         self.status = None  # None until start_response is called
@@ -69,6 +69,7 @@ class _Call:
         self.eager = eager
         self.head_at_host = False  # the host has the status and headers
         self.headers_sent = False  # body bytes went out: the head can no longer change
+        self.packed = ""  # the whole response, for `call` to return (see write_body)
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -106,15 +107,17 @@ class _Call:
                 _host(server.write_latin1, piece)
 
     def write_body(self, data):
-        """The whole body in one go: the host sends it with a Content-Length."""
+        """The whole body in one go: the host sends it with a Content-Length. A
+        body of one piece goes back with the head as `call`'s result, so the
+        response costs no import call; the host checks the head then, and a head
+        it refuses fails the request with a 500, as a refused head does here."""
         data = self._check(data)
         if not self.head_at_host and len(data) <= PIECE:
-            self.head_at_host = self.headers_sent = True
-            try:
-                server.respond(self.status, self.headers, data.decode("latin-1"))
-            except Err as e:
-                raise ValueError(e.value) from None
-            return
+            packed = _pack_response(self.status, self.headers, data)
+            if packed is not None:
+                self.packed = packed
+                self.head_at_host = self.headers_sent = True
+                return
         self.ensure_head()
         if data:
             self.headers_sent = True
@@ -167,6 +170,22 @@ class _Call:
                 return bytes(data)
             raise TypeError(f"response body chunks must be bytes, not {type(data).__name__}")
         return data
+
+
+def _pack_response(status, headers, body):
+    """The response as `call` returns it (guest-sdk/rules/src/packed_response.rs):
+    COUNT, status, names and values, body, NUL-separated. None when the status or
+    a header holds a NUL, which would shift the fields: such a head goes through
+    start-response, whose checks name the fault."""
+    fields = [str(len(headers)), status]
+    for header in headers:
+        fields += header
+    text = body.decode("latin-1")
+    fields.append(text)
+    packed = "\0".join(fields)
+    if packed.count("\0", 0, len(packed) - len(text)) != len(fields) - 1:
+        return None
+    return packed
 
 
 # How send-file's errors begin when the host sent nothing (see wsgi.wit).
@@ -260,6 +279,7 @@ def _run(application, packed):
     finally:
         errors.flush()
         ssl_shim.end_request()
+    return call.packed
 
 
 def _report(exc):
@@ -288,7 +308,7 @@ def export(application):
         def call(self, environ):
             preload.at_build_time = False
             try:
-                _run(application, environ)
+                return _run(application, environ)
             except BaseException as exc:  # noqa: BLE001 - an app error must never trap
                 raise Err(_report(exc)) from None
 

@@ -1,10 +1,11 @@
 //! What the host and the Rust guest SDK must agree on, in one place: the packed
-//! environ's format (see `call` in guest-sdk/wit/wsgi.wit) and PEP 3333's rules
+//! environ's and response's formats (see `call` in guest-sdk/wit/wsgi.wit) and PEP 3333's rules
 //! for what an app may pass to start_response. The SDK checks them to give the app
 //! a clear error at the line that broke them; the host checks them again because it
 //! never trusts a guest. Each side words its own errors; the rules are these.
 
 pub mod packed;
+pub mod packed_response;
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1, plus wsgiref's `is_hop_by_hop`
 /// list): they describe one connection, which the server owns, so an app may not

@@ -92,7 +92,7 @@ macro_rules! export_app {
             struct __WsgiWasmExport;
 
             impl $crate::bindings::Guest for __WsgiWasmExport {
-                fn call(environ: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                fn call(environ: ::std::string::String) -> $crate::__private::CallResult {
                     $crate::__private::call::<$app>(environ)
                 }
             }
@@ -111,8 +111,12 @@ struct ReadmeExample;
 pub mod __private {
     use super::*;
 
+    /// What `call` returns: a packed response or "" (see `call` in wsgi.wit), or
+    /// the app's error.
+    pub type CallResult = std::result::Result<String, String>;
+
     /// One WSGI call: what the exported `call` does for the app `A`.
-    pub fn call<A: App>(packed: String) -> std::result::Result<(), String> {
+    pub fn call<A: App>(packed: String) -> CallResult {
         let pairs = environ::unpack(&packed)
             .ok_or("the host sent an environ this SDK cannot read: build the app with the wsgi-wasm that serves it")?;
         let mut environ = Environ::new(pairs);

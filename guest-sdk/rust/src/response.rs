@@ -5,6 +5,7 @@ use std::io;
 use crate::bindings::wsgi_wasm::wsgi::server;
 use crate::check;
 use crate::error::{Error, Result};
+use wsgi_wasm_rules::packed_response;
 
 /// The response side of one call: what WSGI gives the app as `start_response` and
 /// the `write` callable it returns.
@@ -20,7 +21,15 @@ pub struct Responder {
     started: bool,
     headers_sent: bool,
     finished: bool,
+    /// A whole response [`respond`](Responder::respond) packed for `call` to
+    /// return (empty: the response went through the host's imports).
+    packed: String,
 }
+
+/// Largest body [`respond`](Responder::respond) hands back as `call`'s result;
+/// a larger one goes through `write-body`, which the host copies piece by piece.
+/// The host's limit for one latin-1 body piece (see `write-latin1` in wsgi.wit).
+const MAX_PACKED_BODY: usize = 256 * 1024;
 
 impl Responder {
     pub(crate) fn new() -> Self {
@@ -28,6 +37,7 @@ impl Responder {
             started: false,
             headers_sent: false,
             finished: false,
+            packed: String::new(),
         }
     }
 
@@ -79,15 +89,30 @@ impl Responder {
         Ok(Writer { responder: self })
     }
 
-    /// The whole response in one go: `start_response` then `write_body`.
+    /// The whole response in one go: `start_response` then `write_body`, and
+    /// the fastest way to answer: a body of up to 256 KiB goes back to the host
+    /// with the head as the call's result, without a host call.
     pub fn respond<I, K, V>(&mut self, status: &str, headers: I, body: &[u8]) -> Result<()>
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
         V: Into<String>,
     {
-        self.start_response(status, headers)?;
-        self.write_body(body)
+        if self.started || body.len() > MAX_PACKED_BODY {
+            self.start_response(status, headers)?;
+            return self.write_body(body);
+        }
+        let headers = checked_head(status, headers)?;
+        // Latin-1: each byte is the char of the same number.
+        let text: String = body.iter().map(|&b| char::from(b)).collect();
+        // The checks refuse a NUL in the head, so it always packs.
+        self.packed =
+            packed_response::pack(status, &headers, &text).ok_or_else(|| Error::msg("response head holds a NUL"))?;
+        // The response is complete: nothing may replace it now.
+        self.started = true;
+        self.finished = true;
+        self.headers_sent = true;
+        Ok(())
     }
 
     /// A chunk of the body. The first non-empty chunk sends the headers. Fails
@@ -131,11 +156,7 @@ impl Responder {
         K: Into<String>,
         V: Into<String>,
     {
-        check::status(status).map_err(Error::msg)?;
-        let headers: Vec<(String, String)> = headers.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        for (name, value) in &headers {
-            check::header(name, value).map_err(Error::msg)?;
-        }
+        let headers = checked_head(status, headers)?;
         server::start_response(status, &headers, replace).map_err(Error::msg)?;
         self.started = true;
         Ok(())
@@ -154,12 +175,30 @@ impl Responder {
     }
 
     /// Called after the app returned `Ok`: PEP 3333 requires a start_response.
-    pub(crate) fn finish(&self) -> Result<()> {
+    /// The packed response for `call` to return, if [`respond`](Responder::respond)
+    /// made one.
+    pub(crate) fn finish(self) -> Result<String> {
         if !self.started {
             return Err(Error::msg("the application returned without calling start_response()"));
         }
-        Ok(())
+        Ok(self.packed)
     }
+}
+
+/// The status and headers, checked as the host will check them, so the app gets
+/// the error where it set them.
+fn checked_head<I, K, V>(status: &str, headers: I) -> Result<Vec<(String, String)>>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    check::status(status).map_err(Error::msg)?;
+    let headers: Vec<(String, String)> = headers.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+    for (name, value) in &headers {
+        check::header(name, value).map_err(Error::msg)?;
+    }
+    Ok(headers)
 }
 
 /// The body writer `start_response` returns: PEP 3333's `write` callable, and a

@@ -402,6 +402,13 @@ impl App {
             .exchange
             .take()
             .expect("exchange stays in the store during the call");
+        // A response the guest returned instead of sending it through the imports.
+        let result = match result {
+            Ok(Ok(packed)) if !packed.is_empty() => Ok(exchange.respond_packed(&packed).await),
+            Ok(Ok(_)) => Ok(Ok(())),
+            Ok(Err(message)) => Ok(Err(message)),
+            Err(trap) => Err(trap),
+        };
         let mut shortfall = None;
         if let Some(tape) = &tape {
             if recording

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::WsgiAppPre;
+use super::bindings::{ABI_VERSION, WsgiAppPre};
 use super::cache::{self, Source};
 use super::state::GuestState;
 
@@ -87,8 +87,10 @@ impl Components {
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
         let pre = link(&self.engine, &component).with_context(|| {
             format!(
-                "{} does not fit the wsgi-wasm ABI (world wsgi-wasm:wsgi/wsgi-app)",
-                path.display()
+                "{} does not fit the wsgi-wasm ABI (world wsgi-wasm:wsgi/wsgi-app@{}); \
+                 a component built by another version of wsgi-wasm must be built again",
+                path.display(),
+                ABI_VERSION
             )
         })?;
         let linked = Arc::new(Linked { pre });

@@ -18,10 +18,10 @@ use super::crypto;
 use super::state::GuestState;
 use crate::log;
 use crate::wsgi::exchange::Exchange;
-use crate::wsgi::response::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS};
+use crate::wsgi::response::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS, latin1_body};
 
 /// The interface's name as the component imports it.
-pub const SERVER_INTERFACE: &str = "wsgi-wasm:wsgi/server@0.1.0";
+pub const SERVER_INTERFACE: &str = "wsgi-wasm:wsgi/server@0.2.0";
 
 /// Most body bytes copied out of guest memory at once. Each piece waits for room
 /// in the response stream, so a huge write costs the host a few pieces, not its size.
@@ -104,25 +104,6 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
                     return Ok((Err(message),));
                 }
                 Ok((exchange.write(piece).await,))
-            })
-        },
-    )?;
-
-    server.func_wrap_async(
-        "respond",
-        |mut store: StoreContextMut<'_, GuestState>,
-         (status, headers, body): (WasmStr, WasmList<(WasmStr, WasmStr)>, WasmStr)| {
-            Box::new(async move {
-                if let Err(message) = accept_head(&mut store, &status, &headers, false)? {
-                    return Ok((Err(message),));
-                }
-                // A malformed body fails the call with the head still pending,
-                // so nothing has been sent and the request ends in a 500.
-                let body = match latin1_piece(&store, &body) {
-                    Ok(body) => body,
-                    Err(message) => return Ok((Err(message),)),
-                };
-                Ok((exchange(&mut store)?.write_body(body).await,))
             })
         },
     )?;
@@ -315,20 +296,11 @@ pub(super) fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmS
             text.len()
         ));
     }
-    if text.is_ascii() {
-        return Ok(Bytes::copy_from_slice(text.as_bytes()));
-    }
-    let mut bytes = Vec::with_capacity(text.len());
-    for c in text.chars() {
-        let byte = u8::try_from(u32::from(c)).map_err(|_| format!("body string has {c:?}, which is not latin-1"))?;
-        bytes.push(byte);
-    }
-    Ok(Bytes::from(bytes))
+    latin1_body(&text)
 }
 
 /// start_response's status and headers, lifted and handed to the exchange, which
-/// checks them and holds them until the first body bytes (`start-response` and
-/// `respond`). A refused head is the guest's error, not a host fault.
+/// checks them and holds them until the first body bytes. A refused head is the guest's error, not a host fault.
 fn accept_head(
     store: &mut StoreContextMut<'_, GuestState>,
     status: &WasmStr,

@@ -9,12 +9,13 @@ use hyper::body::Body;
 use hyper::header::{HeaderValue, SERVER};
 use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
+use wsgi_wasm_rules::packed_response;
 
 use super::Limit;
 use super::environ::SERVER_SOFTWARE;
 use super::recording::{RecordedResponse, Transcript};
 use super::request_body::{ReadError, RequestBody};
-use super::response::ResponseHead;
+use super::response::{ResponseHead, latin1_body};
 use crate::wsgi::body::{BodyAborted, Chunk, ResponseBody};
 
 /// Body chunks queued between the guest and the socket. Small on purpose: when the
@@ -140,7 +141,12 @@ impl Exchange {
 
     /// PEP 3333 start_response, re-checked on the host. `replace` means the app
     /// passed exc_info: allowed to replace a head that has not been sent.
-    pub fn start_response(&mut self, status: &str, headers: &[(String, String)], replace: bool) -> Result<(), String> {
+    pub fn start_response<N: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        status: &str,
+        headers: &[(N, V)],
+        replace: bool,
+    ) -> Result<(), String> {
         let State::Open { pending, .. } = &mut self.state else {
             return Err("start_response(): the response headers have already been sent".into());
         };
@@ -218,6 +224,14 @@ impl Exchange {
         self.status = head.status;
         self.reply(reply, build_response(head, body));
         Ok(())
+    }
+
+    /// A whole response the guest returned from `call`, packed (see `call` in
+    /// wsgi.wit): checked and sent as `start_response` then `write_body` would.
+    pub async fn respond_packed(&mut self, packed: &str) -> Result<(), String> {
+        let response = packed_response::unpack(packed)?;
+        self.start_response(response.status, &response.headers, false)?;
+        self.write_body(latin1_body(response.body)?).await
     }
 
     pub async fn read(&mut self, max: u32) -> Result<Bytes, ReadError> {

@@ -1,6 +1,7 @@
 //! Checks on what the guest passes to start_response, done again on the host
 //! because the guest is not trusted (the SDK checks first, for nicer errors).
 
+use bytes::Bytes;
 use hyper::StatusCode;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -50,11 +51,15 @@ pub struct ResponseHead {
 use wsgi_wasm_rules::{StatusProblem, is_field_char, is_hop_by_hop, split_status};
 
 impl ResponseHead {
-    pub fn from_wsgi(status: &str, headers: &[(String, String)]) -> Result<Self, InvalidResponse> {
+    pub fn from_wsgi<N: AsRef<str>, V: AsRef<str>>(status: &str, headers: &[(N, V)]) -> Result<Self, InvalidResponse> {
         if headers.len() > MAX_RESPONSE_HEADERS {
             return Err(InvalidResponse::TooManyHeaders(headers.len()));
         }
-        let size = status.len() + headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>();
+        let size = status.len()
+            + headers
+                .iter()
+                .map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 4)
+                .sum::<usize>();
         if size > MAX_RESPONSE_HEAD_BYTES {
             return Err(InvalidResponse::HeadTooLarge(size));
         }
@@ -62,11 +67,12 @@ impl ResponseHead {
         let mut map = HeaderMap::with_capacity(headers.len());
         let mut content_length = None;
         for (name, value) in headers {
+            let (name, value) = (name.as_ref(), value.as_ref());
             if is_hop_by_hop(name) {
-                return Err(InvalidResponse::HopByHop(name.clone()));
+                return Err(InvalidResponse::HopByHop(name.to_owned()));
             }
             let header_name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidResponse::HeaderName(name.clone()))?;
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidResponse::HeaderName(name.to_owned()))?;
             let bytes = field_bytes(value, "header value")?;
             if header_name == hyper::header::CONTENT_LENGTH {
                 let n = parse_content_length(value)?;
@@ -80,7 +86,7 @@ impl ResponseHead {
             }
             let header_value = HeaderValue::from_bytes(&bytes).map_err(|_| InvalidResponse::BadChars {
                 what: "header value",
-                value: value.clone(),
+                value: value.to_owned(),
             })?;
             map.append(header_name, header_value);
         }
@@ -117,6 +123,20 @@ fn parse_content_length(value: &str) -> Result<u64, InvalidResponse> {
         .map_err(|_| InvalidResponse::ContentLength(value.to_owned()))
 }
 
+/// A body given as a latin-1 string (one char per byte: how the Python SDK sends
+/// bodies, see `write-latin1` in wsgi.wit) as the bytes it stands for.
+pub fn latin1_body(text: &str) -> Result<Bytes, String> {
+    if text.is_ascii() {
+        return Ok(Bytes::copy_from_slice(text.as_bytes()));
+    }
+    let mut bytes = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        let byte = u8::try_from(u32::from(c)).map_err(|_| format!("body string has {c:?}, which is not latin-1"))?;
+        bytes.push(byte);
+    }
+    Ok(Bytes::from(bytes))
+}
+
 /// Native string -> wire bytes. Every char must be latin-1 and not a control
 /// character (tab is allowed inside values, as HTTP allows it).
 fn field_bytes(value: &str, what: &'static str) -> Result<Vec<u8>, InvalidResponse> {
@@ -139,20 +159,25 @@ fn field_bytes(value: &str, what: &'static str) -> Result<Vec<u8>, InvalidRespon
 mod tests {
     use super::*;
 
+    const NO_HEADERS: &[(&str, &str)] = &[];
+
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
     fn status_needs_three_digits_space_reason() {
-        assert!(ResponseHead::from_wsgi("200 OK", &[]).is_ok());
+        assert!(ResponseHead::from_wsgi("200 OK", NO_HEADERS).is_ok());
         assert_eq!(
-            ResponseHead::from_wsgi("404 Not Here", &[]).unwrap().reason,
+            ResponseHead::from_wsgi("404 Not Here", NO_HEADERS).unwrap().reason,
             b"Not Here"
         );
         for bad in ["200", "200OK", "20 OK", "2000 OK", "abc OK", "", " 200 OK"] {
             assert!(
-                matches!(ResponseHead::from_wsgi(bad, &[]), Err(InvalidResponse::StatusFormat(_))),
+                matches!(
+                    ResponseHead::from_wsgi(bad, NO_HEADERS),
+                    Err(InvalidResponse::StatusFormat(_))
+                ),
                 "{bad:?} accepted"
             );
         }
@@ -161,16 +186,16 @@ mod tests {
     #[test]
     fn informational_status_is_refused() {
         assert_eq!(
-            ResponseHead::from_wsgi("101 Switching", &[]).unwrap_err(),
+            ResponseHead::from_wsgi("101 Switching", NO_HEADERS).unwrap_err(),
             InvalidResponse::Informational(101)
         );
     }
 
     #[test]
     fn status_reason_must_be_clean_latin1() {
-        assert!(ResponseHead::from_wsgi("200 Caf\u{e9}", &[]).is_ok());
-        assert!(ResponseHead::from_wsgi("200 \u{263a}", &[]).is_err());
-        assert!(ResponseHead::from_wsgi("200 OK\r\nX: y", &[]).is_err());
+        assert!(ResponseHead::from_wsgi("200 Caf\u{e9}", NO_HEADERS).is_ok());
+        assert!(ResponseHead::from_wsgi("200 \u{263a}", NO_HEADERS).is_err());
+        assert!(ResponseHead::from_wsgi("200 OK\r\nX: y", NO_HEADERS).is_err());
     }
 
     #[test]
