@@ -80,6 +80,30 @@ fn post_body_is_echoed_byte_exact_through_python_http_client() {
 }
 
 #[test]
+fn a_rust_guest_echoes_every_byte_value_in_both_response_paths() {
+    // `respond` returns a body of up to 256 KiB packed as a latin-1 string with
+    // the call's result, and sends a larger one through the host's imports.
+    let server = Server::start(&rust_fixtures(), &[]);
+    for size in [1_000, 262_144, 300_000] {
+        let body: Vec<u8> = (0..=255u8).cycle().take(size).collect();
+        let response = curl_with_stdin(
+            &[
+                "--data-binary",
+                "@-",
+                "-H",
+                "Content-Type: application/x-test",
+                &server.url("/echo"),
+            ],
+            Some(&body),
+        );
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("content-type"), Some("application/x-test"));
+        assert_eq!(response.header("content-length"), Some(size.to_string().as_str()));
+        assert!(response.body == body, "{size} bytes: echoed body differs");
+    }
+}
+
+#[test]
 fn empty_post_body_echoes_empty() {
     let server = Server::start(&python_fixtures(), &[]);
     let response = curl(&["-X", "POST", &server.url("/echo")]);
