@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::client::{curl, curl_with_stdin, python_request, raw_exchange};
+use crate::support::client::{CurlResponse, curl, curl_with_stdin, python_request, raw_exchange};
 use crate::support::components::{demo, python_fixtures, rust_fixtures, wsgi_wasm_bin};
 use crate::support::server::Server;
 
@@ -39,10 +39,10 @@ fn demo_app_prints_hello_world_and_the_sorted_environ() {
     );
 }
 
-#[test]
-fn post_body_is_echoed_byte_exact_through_curl() {
-    let server = Server::start(&python_fixtures(), &[]);
-    let body: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+/// `size` bytes cycling through every byte value, POSTed to /echo with curl;
+/// checks the answer is 200 with the request's Content-Type.
+fn echo_through_curl(server: &Server, size: usize) -> (Vec<u8>, CurlResponse) {
+    let body: Vec<u8> = (0..=255u8).cycle().take(size).collect();
     let response = curl_with_stdin(
         &[
             "--data-binary",
@@ -55,6 +55,13 @@ fn post_body_is_echoed_byte_exact_through_curl() {
     );
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("application/x-test"));
+    (body, response)
+}
+
+#[test]
+fn post_body_is_echoed_byte_exact_through_curl() {
+    let server = Server::start(&python_fixtures(), &[]);
+    let (body, response) = echo_through_curl(&server, 300_000);
     assert_eq!(response.body.len(), body.len());
     assert!(response.body == body, "echoed body differs");
 }
@@ -85,19 +92,7 @@ fn a_rust_guest_echoes_every_byte_value_in_both_response_paths() {
     // the call's result, and sends a larger one through the host's imports.
     let server = Server::start(&rust_fixtures(), &[]);
     for size in [1_000, 262_144, 300_000] {
-        let body: Vec<u8> = (0..=255u8).cycle().take(size).collect();
-        let response = curl_with_stdin(
-            &[
-                "--data-binary",
-                "@-",
-                "-H",
-                "Content-Type: application/x-test",
-                &server.url("/echo"),
-            ],
-            Some(&body),
-        );
-        assert_eq!(response.status, 200);
-        assert_eq!(response.header("content-type"), Some("application/x-test"));
+        let (body, response) = echo_through_curl(&server, size);
         assert_eq!(response.header("content-length"), Some(size.to_string().as_str()));
         assert!(response.body == body, "{size} bytes: echoed body differs");
     }
