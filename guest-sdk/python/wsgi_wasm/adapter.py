@@ -57,9 +57,9 @@ class _Call:
     server send the headers with the first body bytes (wsgiref does the same), and
     most responses are one piece, which then goes back to the host with its head
     as `call`'s result (no import call at all). The host checks the head when it
-    gets it, so a head it refuses fails the request there, before any byte is sent. Under --validate the
-    head is sent at once (`eager`), so the host's verdict on it is raised inside
-    start_response, where the checker names it."""
+    gets it, so a head it refuses fails the request there, before any byte is
+    sent. Under --validate the head is sent at once (`eager`), so the host's
+    verdict on it is raised inside start_response, where the checker names it."""
 
     __slots__ = ("status", "headers", "eager", "head_at_host", "headers_sent", "packed")
 
@@ -110,7 +110,7 @@ class _Call:
         """The whole body in one go: the host sends it with a Content-Length. A
         body of one piece goes back with the head as `call`'s result, so the
         response costs no import call; the host checks the head then, and a head
-        it refuses fails the request with a 500, as a refused head does here."""
+        it refuses fails the request with a 500 and nothing of the body sent."""
         data = self._check(data)
         if not self.head_at_host and len(data) <= PIECE:
             packed = _pack_response(self.status, self.headers, data)
