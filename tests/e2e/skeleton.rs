@@ -214,6 +214,35 @@ fn non_component_files_fail_with_one_line_before_binding() {
         stderr.contains("empty-component.wasm does not fit the wsgi-wasm ABI"),
         "{stderr}"
     );
+
+    // A component built for an older ABI: it imports the server interface at
+    // version 0.1.0, with one function in it (`log: func(message: string)`).
+    let name = b"wsgi-wasm:wsgi/server@0.1.0";
+    let mut old = b"\0asm\x0d\0\x01\0".to_vec();
+    // Type section: one instance type declaring a func type, then exporting it.
+    old.extend([0x07, 25, 1, 0x42, 2]);
+    old.extend([0x01, 0x40, 1, 7]); // a type: a func of one param, "message"...
+    old.extend(b"message");
+    old.extend([0x73, 0x01, 0x00]); // ... a string, and no result
+    old.extend([0x04, 0x00, 3]); // an export named "log"...
+    old.extend(b"log");
+    old.extend([0x01, 0]); // ... of that func type
+    // Import section: the interface, as an instance of that type.
+    old.extend([0x0a, 32, 1, 0x00, name.len() as u8]);
+    old.extend(name);
+    old.extend([0x05, 0]);
+    let built_before = dir.path().join("built-before.wasm");
+    std::fs::write(&built_before, old).unwrap();
+    let stderr = serve_fails_before_binding(&built_before);
+    assert!(
+        stderr.contains("built-before.wasm does not fit the wsgi-wasm ABI (world wsgi-wasm:wsgi/wsgi-app@0.2.0)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a component built by another version of wsgi-wasm must be built again"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wsgi-wasm:wsgi/server@0.1.0"), "{stderr}");
 }
 
 #[test]
