@@ -21,6 +21,11 @@
 /// The separator.
 pub const SEPARATOR: char = '\0';
 
+/// Most body bytes a packed response carries (its latin-1 string has as many
+/// chars): a larger body goes through `write-body`, which the host copies piece
+/// by piece. The Python SDK's PIECE (adapter.py) is the same size.
+pub const MAX_BODY: usize = 256 * 1024;
+
 /// Most headers one packed response may declare: far more than any response
 /// has, few enough that a bad count is refused before anything is read.
 pub const MAX_HEADERS: usize = 1000;

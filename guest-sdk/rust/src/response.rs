@@ -26,11 +26,6 @@ pub struct Responder {
     packed: String,
 }
 
-/// Largest body [`respond`](Responder::respond) hands back as `call`'s result;
-/// a larger one goes through `write-body`, which the host copies piece by piece.
-/// The host's limit for one latin-1 body piece (see `write-latin1` in wsgi.wit).
-const MAX_PACKED_BODY: usize = 256 * 1024;
-
 impl Responder {
     pub(crate) fn new() -> Self {
         Responder {
@@ -98,7 +93,7 @@ impl Responder {
         K: Into<String>,
         V: Into<String>,
     {
-        if self.started || body.len() > MAX_PACKED_BODY {
+        if self.started || body.len() > packed_response::MAX_BODY {
             self.start_response(status, headers)?;
             return self.write_body(body);
         }

@@ -19,7 +19,6 @@ use super::components::Linked;
 use super::engine::EPOCH_TICK;
 use super::files::GrantedFiles;
 use super::grants::{Grants, NetworkPolicy};
-use super::imports::MAX_PACKED_RESPONSE;
 use super::outbound::TlsPolicy;
 use super::state::GuestState;
 use super::tape::Tape;
@@ -405,11 +404,6 @@ impl App {
             .expect("exchange stays in the store during the call");
         // A response the guest returned instead of sending it through the imports.
         let result = match result {
-            Ok(Ok(packed)) if packed.len() > MAX_PACKED_RESPONSE => Ok(Err(format!(
-                "the packed response is {} bytes, over the {MAX_PACKED_RESPONSE} a whole response returned by call may have; \
-                 send a larger body through write-body",
-                packed.len()
-            ))),
             Ok(Ok(packed)) if !packed.is_empty() => Ok(exchange.respond_packed(&packed).await),
             Ok(Ok(_)) => Ok(Ok(())),
             Ok(Err(message)) => Ok(Err(message)),

@@ -30,13 +30,6 @@ pub const MAX_WRITE_PIECE: usize = 256 * 1024;
 /// body (the SDK's piece size) is at most twice that once UTF-8 encoded. A string
 /// can only be read whole, so the size is bounded per call instead of piecewise.
 pub const MAX_LATIN1_PIECE_UTF8: usize = 2 * MAX_WRITE_PIECE;
-/// Longest packed response `call` may return (see wsgi.wit): a head within the
-/// head limit (its separators are fewer bytes than the ": " and CRLF the limit
-/// counts per header; 16 more cover the header count) and one latin-1 body
-/// piece, which is what the SDKs pack. wasmtime copies the string out of guest
-/// memory before the host sees it, so this bounds what the host does with it
-/// (convert, buffer, send), not that copy, which the instance's memory limit bounds.
-pub const MAX_PACKED_RESPONSE: usize = MAX_RESPONSE_HEAD_BYTES + 16 + MAX_LATIN1_PIECE_UTF8;
 
 /// Longest hash name accepted ("sha512" is 6): anything longer is not a hash.
 const MAX_HASH_NAME: usize = 32;
@@ -307,7 +300,8 @@ pub(super) fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmS
 }
 
 /// start_response's status and headers, lifted and handed to the exchange, which
-/// checks them and holds them until the first body bytes. A refused head is the guest's error, not a host fault.
+/// checks them and holds them until the first body bytes. A refused head is the
+/// guest's error, not a host fault.
 fn accept_head(
     store: &mut StoreContextMut<'_, GuestState>,
     status: &WasmStr,
@@ -352,35 +346,4 @@ fn lift_head(
         lifted.push((name.into_owned(), value.into_owned()));
     }
     Ok((status, lifted))
-}
-
-#[cfg(test)]
-mod tests {
-    use wsgi_wasm_rules::packed_response;
-
-    use super::*;
-    use crate::wsgi::response::ResponseHead;
-
-    #[test]
-    fn the_largest_response_an_sdk_packs_fits_the_packed_limit() {
-        // As many headers as allowed, filling the head limit (": " and CRLF
-        // counted), and a body piece of the SDKs' size whose every byte takes two
-        // bytes of UTF-8.
-        let value_len = MAX_RESPONSE_HEAD_BYTES / MAX_RESPONSE_HEADERS - 4 - 6 - 1;
-        let headers: Vec<(String, String)> = (0..MAX_RESPONSE_HEADERS)
-            .map(|i| (format!("X-{i:04}"), "v".repeat(value_len)))
-            .collect();
-        assert!(ResponseHead::from_wsgi("200 OK", &headers).is_ok());
-        let body = "\u{ff}".repeat(MAX_WRITE_PIECE);
-        let packed = packed_response::pack("200 OK", &headers, &body).unwrap();
-        assert!(
-            packed.len() <= MAX_PACKED_RESPONSE,
-            "{} > {MAX_PACKED_RESPONSE}",
-            packed.len()
-        );
-        assert!(
-            packed.len() + 1024 > MAX_PACKED_RESPONSE,
-            "the limit is looser than it needs to be"
-        );
-    }
 }

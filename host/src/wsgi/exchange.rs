@@ -15,8 +15,17 @@ use super::Limit;
 use super::environ::SERVER_SOFTWARE;
 use super::recording::{RecordedResponse, Transcript};
 use super::request_body::{ReadError, RequestBody};
-use super::response::{ResponseHead, latin1_body};
+use super::response::{MAX_RESPONSE_HEAD_BYTES, ResponseHead, latin1_body};
 use crate::wsgi::body::{BodyAborted, Chunk, ResponseBody};
+
+/// Longest packed response `call` may return (see wsgi.wit): a head within the
+/// head limit (its separators are fewer bytes than the ": " and CRLF the limit
+/// counts per header; 16 more cover the header count) and a body of
+/// packed_response::MAX_BODY bytes, each up to two bytes of UTF-8. wasmtime copies
+/// the string out of guest memory before the host sees it, so this bounds what
+/// the host does with it (convert, buffer, send), not that copy, which the
+/// instance's memory limit bounds.
+pub const MAX_PACKED_RESPONSE: usize = MAX_RESPONSE_HEAD_BYTES + 16 + 2 * packed_response::MAX_BODY;
 
 /// Body chunks queued between the guest and the socket. Small on purpose: when the
 /// client reads slowly, the guest's `write` waits instead of the host buffering.
@@ -229,6 +238,13 @@ impl Exchange {
     /// A whole response the guest returned from `call`, packed (see `call` in
     /// wsgi.wit): checked and sent as `start_response` then `write_body` would.
     pub async fn respond_packed(&mut self, packed: &str) -> Result<(), String> {
+        if packed.len() > MAX_PACKED_RESPONSE {
+            return Err(format!(
+                "the packed response is {} bytes, over the {MAX_PACKED_RESPONSE} a whole response returned by call may have; \
+                 send a larger body through write-body",
+                packed.len()
+            ));
+        }
         let response = packed_response::unpack(packed)?;
         self.start_response(response.status, &response.headers, false)?;
         self.write_body(latin1_body(response.body)?).await
@@ -437,4 +453,40 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<ResponseBod
     );
     headers.insert(SERVER, HeaderValue::from_static(SERVER_SOFTWARE));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wsgi::response::MAX_RESPONSE_HEADERS;
+
+    #[test]
+    fn the_largest_response_an_sdk_packs_fits_the_packed_limit() {
+        // As many headers as allowed, filling the head limit (": " and CRLF
+        // counted), and a body piece of the SDKs' size whose every byte takes two
+        // bytes of UTF-8.
+        let value_len = MAX_RESPONSE_HEAD_BYTES / MAX_RESPONSE_HEADERS - 4 - 6 - 1;
+        let headers: Vec<(String, String)> = (0..MAX_RESPONSE_HEADERS)
+            .map(|i| (format!("X-{i:04}"), "v".repeat(value_len)))
+            .collect();
+        assert!(ResponseHead::from_wsgi("200 OK", &headers).is_ok());
+        let body = "\u{ff}".repeat(packed_response::MAX_BODY);
+        let packed = packed_response::pack("200 OK", &headers, &body).unwrap();
+        assert!(
+            packed.len() <= MAX_PACKED_RESPONSE,
+            "{} > {MAX_PACKED_RESPONSE}",
+            packed.len()
+        );
+        assert!(
+            packed.len() + 1024 > MAX_PACKED_RESPONSE,
+            "the limit is looser than it needs to be"
+        );
+    }
+
+    #[test]
+    fn the_python_sdk_packs_bodies_of_the_same_size() {
+        let adapter = include_str!("../../../guest-sdk/python/wsgi_wasm/adapter.py");
+        let piece = format!("\nPIECE = {} * 1024\n", packed_response::MAX_BODY / 1024);
+        assert!(adapter.contains(&piece), "adapter.py should say {piece:?}");
+    }
 }
