@@ -6,6 +6,10 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use wsgi_wasm::commands;
 use wsgi_wasm::runtime::engine::WASMTIME_VERSION;
 
+/// mimalloc instead of the C library's malloc: see its entry in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `--version`: this release (the wheel's and the Rust SDK's too: one workspace
 /// version), the componentize-py `build` expects and the wasmtime that runs apps.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
