@@ -86,6 +86,8 @@ def ensure_project_setup():
 
 def ensure_server(profile):
     """Builds the wsgi-wasm binary (cargo decides what is stale) and returns its path."""
+    # The workspace builds against the patched wasmtime (host/patches/README.md).
+    run_logged([str(REPO / "scripts" / "patch-wasmtime")], LOGS / "patch-wasmtime.log", what="scripts/patch-wasmtime")
     cmd = ["cargo", "build", "--quiet", "-p", "wsgi-wasm"]
     if profile == "release":
         cmd.append("--release")

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use wsgi_wasm::runtime::engine::EngineSettings;
+use wsgi_wasm::runtime::engine::{EngineSettings, REQUEST_ISOLATION_KEEP_RESIDENT};
 use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime};
 use wsgi_wasm::wsgi::environ;
 use wsgi_wasm::wsgi::exchange::{Exchange, Outcome};
@@ -45,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         EngineSettings {
             max_instances: 4,
             max_memory: 256 << 20,
+            // What `serve` keeps when an app uses request isolation.
+            keep_resident: REQUEST_ISOLATION_KEEP_RESIDENT,
         },
         Some(cache),
     )?;

@@ -4,17 +4,18 @@ use std::sync::LazyLock;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use wsgi_wasm::commands;
-use wsgi_wasm::runtime::engine::WASMTIME_VERSION;
+use wsgi_wasm::runtime::engine::{WASMTIME_PATCH, WASMTIME_VERSION};
 
 /// mimalloc instead of the C library's malloc: see its entry in Cargo.toml.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `--version`: this release (the wheel's and the Rust SDK's too: one workspace
-/// version), the componentize-py `build` expects and the wasmtime that runs apps.
+/// version), the componentize-py `build` expects and the wasmtime that runs apps,
+/// with the changes our copy of it carries.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{} (componentize-py {}, wasmtime {WASMTIME_VERSION})",
+        "{} (componentize-py {}, wasmtime {WASMTIME_VERSION} patched: {WASMTIME_PATCH})",
         env!("CARGO_PKG_VERSION"),
         commands::build::COMPONENTIZE_PY_VERSION,
     )

@@ -30,17 +30,30 @@ fn componentize_py_pin() -> String {
     pin.to_owned()
 }
 
+/// The changes host/patches/wasmtime-VERSION.patch names (the value of the
+/// `WSGI_WASM_PATCH` constant it adds to wasmtime).
+fn wasmtime_patch_names(wasmtime: &str) -> String {
+    let patch = repo_root().join(format!("host/patches/wasmtime-{wasmtime}.patch"));
+    let text = std::fs::read_to_string(&patch).unwrap_or_else(|e| panic!("{}: {e}", patch.display()));
+    text.split("+pub const WSGI_WASM_PATCH: &str = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("WSGI_WASM_PATCH in the wasmtime patch")
+        .to_owned()
+}
+
 #[test]
-fn version_names_the_release_the_componentize_py_it_expects_and_wasmtime() {
+fn version_names_the_release_the_componentize_py_it_expects_and_the_patched_wasmtime() {
     let output = Command::new(wsgi_wasm_bin()).arg("--version").output().unwrap();
     assert!(output.status.success());
     let pin = componentize_py_pin();
+    let wasmtime = locked_version("wasmtime");
+    let patch = wasmtime_patch_names(&wasmtime);
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         format!(
-            "wsgi-wasm {} (componentize-py {pin}, wasmtime {})\n",
+            "wsgi-wasm {} (componentize-py {pin}, wasmtime {wasmtime} patched: {patch})\n",
             locked_version("wsgi-wasm"),
-            locked_version("wasmtime")
         )
     );
 }

@@ -21,6 +21,32 @@ fn request_isolation_forgets_module_globals_between_requests() {
     assert_eq!(env["wsgi.run_once"]["value"], true);
 }
 
+fn scattered_writes(server: &Server, n: usize) -> Vec<String> {
+    (0..n).map(|_| curl(&[&server.url("/scattered_writes")]).text()).collect()
+}
+
+/// A request that dirties hundreds of pages apart from each other (more disjoint
+/// regions than one dirty-page scan reports) leaves none of them to the next
+/// fresh instance; in a pooled instance the same writes are seen, so the check
+/// can tell.
+#[test]
+fn request_isolation_resets_every_page_a_request_wrote() {
+    // Slots keep the pages they wrote (the default with request isolation), and
+    // slots that give them back.
+    for keep in ["16MiB", "0"] {
+        let fresh = Server::start(
+            &python_fixtures(),
+            &["--isolation", "request", "--instances", "1", "--keep-resident", keep],
+        );
+        assert_eq!(scattered_writes(&fresh, 4), vec!["0 of 512 already written"; 4], "--keep-resident {keep}");
+    }
+    let pooled = Server::start(&python_fixtures(), &["--isolation", "pooled", "--instances", "1"]);
+    assert_eq!(
+        scattered_writes(&pooled, 2),
+        ["0 of 512 already written", "512 of 512 already written"]
+    );
+}
+
 #[test]
 fn pooled_isolation_keeps_module_globals_like_a_worker_process() {
     let server = Server::start(&python_fixtures(), &["--isolation", "pooled", "--instances", "1"]);

@@ -16,6 +16,7 @@ fn runtime() -> Runtime {
         engine::EngineSettings {
             max_instances: 4,
             max_memory: 256 << 20,
+            keep_resident: engine::REQUEST_ISOLATION_KEEP_RESIDENT,
         },
         Some(support::components::aot_cache_dir()),
     )

@@ -36,6 +36,7 @@ impl CompileCommand {
             EngineSettings {
                 max_instances: 2,
                 max_memory: CHECK_MEMORY,
+                keep_resident: 0,
             },
             Some(cache_dir.clone()),
         )

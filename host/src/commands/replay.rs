@@ -97,6 +97,7 @@ impl ReplayCommand {
                 // The instance that proves the app starts, and the replay's own.
                 max_instances: 2,
                 max_memory,
+                keep_resident: 0,
             },
             cache_dir,
         )

@@ -3,11 +3,16 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 /// The wasmtime that compiles and runs components (compiled code and the cache
 /// depend on it), for `wsgi-wasm --version` and bug reports.
 pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
+
+/// The changes our copy of wasmtime carries (host/patches/README.md), for
+/// `wsgi-wasm --version`. Naming the constant the patch adds also makes a build
+/// against an unpatched wasmtime fail to compile rather than run slower.
+pub const WASMTIME_PATCH: &str = wasmtime::WSGI_WASM_PATCH;
 
 /// Granularity of CPU-time accounting and of fairness: a running guest yields to
 /// other requests at least this often, and a CPU limit is enforced to within one
@@ -32,12 +37,18 @@ const MAX_TABLE_ELEMENTS: usize = 200_000;
 /// Instance metadata (globals, vmctx) of one core instance and one component.
 const MAX_CORE_INSTANCE_SIZE: usize = 4 << 20;
 const MAX_COMPONENT_INSTANCE_SIZE: usize = 4 << 20;
-/// Memory kept mapped in a freed slot instead of being returned to the OS, so the
-/// next instance in that slot faults fewer pages in, at the price of resetting it
-/// by copying. For a Python hello in request isolation (examples/isolation_cost)
-/// 0 measured 1228 us per call, 1 MiB 1268 us, 8 MiB 1522 us, 32 MiB 1935 us:
-/// CPython's first touches are spread over its heap, so the copy never pays off.
-const KEEP_RESIDENT_BYTES: usize = 0;
+/// `EngineSettings::keep_resident` for a server whose apps create an instance
+/// per request (`--isolation request`): the pages a request wrote stay mapped in
+/// its slot, reset by copying from the component's image, so the next instance
+/// there takes no copy-on-write fault for each page CPython writes again (~300
+/// per Python hello request, ~1.3 us each). A Flask request dirties 2-4 MiB
+/// (examples/isolation_cost, request isolation: 1,776 us per call keeping 2 MiB,
+/// 1,081 at 4, 1,088 at 8, 1,085 at 16); 16 MiB leaves room for heavier
+/// frameworks.
+pub const REQUEST_ISOLATION_KEEP_RESIDENT: usize = 16 << 20;
+/// The same for function tables, whenever linear memory is kept: CPython's is
+/// ~5,700 entries (45 KiB).
+const TABLE_KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
 /// What the engine must be able to host.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +57,10 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// Linear memory one instance may grow to.
     pub max_memory: usize,
+    /// Written linear memory a freed instance slot keeps mapped for the next
+    /// instance in it instead of returning it to the OS (0: keep none). Applies
+    /// only where wasmtime can find the written pages (PAGEMAP_SCAN, Linux 6.7+).
+    pub keep_resident: usize,
 }
 
 pub fn new_engine(settings: EngineSettings) -> Result<Engine> {
@@ -78,9 +93,19 @@ pub fn new_engine(settings: EngineSettings) -> Result<Engine> {
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_core_instance_size(MAX_CORE_INSTANCE_SIZE)
         .max_component_instance_size(MAX_COMPONENT_INSTANCE_SIZE)
-        .max_memory_size(settings.max_memory)
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(KEEP_RESIDENT_BYTES);
+        .max_memory_size(settings.max_memory);
+    // Keeping memory resident pays only when wasmtime can tell written pages from
+    // the others (PAGEMAP_SCAN, Linux 6.7 and later), and finds all of them (our
+    // patch, host/patches): without the scan wasmtime resets the whole kept span
+    // by copying, which measured slower than returning it (Python hello, request
+    // isolation: 1,228 us per call keeping nothing, 1,522 us keeping 8 MiB). With
+    // it, 1,170 -> 375 us, together with the funcref change of the same patch.
+    if settings.keep_resident > 0 && PoolingAllocationConfig::is_pagemap_scan_available() {
+        pooling
+            .pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(settings.keep_resident)
+            .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
+    }
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     let engine = Engine::new(&config)?;
     start_epoch_clock(&engine);

@@ -273,6 +273,7 @@ mod tests {
             r#"
 listen = ["127.0.0.1:0"]
 max-body-size = "1MiB"
+keep-resident = "8MiB"
 isolation = "request"
 
 [apps.shop]
@@ -289,6 +290,7 @@ prefix = "/blog/"
         .unwrap();
         assert_eq!(config.server.listen, ["127.0.0.1:0"]);
         assert_eq!(config.server.max_body_size, Some(1 << 20));
+        assert_eq!(config.server.keep_resident, Some(8 << 20));
         assert_eq!(config.defaults.isolation, Some(wsgi_wasm::runtime::Isolation::Request));
         let blog = &config.apps[0];
         assert_eq!((blog.name.as_str(), blog.prefix.as_str()), ("blog", "/blog"));
@@ -299,7 +301,7 @@ prefix = "/blog/"
         assert_eq!(shop.hosts.len(), 2);
         assert_eq!(shop.options.instances, Some(4));
         assert_eq!(shop.options.env, [("STRIPE_KEY".to_owned(), "sk_test".to_owned())]);
-        assert_eq!(shop.location, "/etc/wsgi/hosting.toml:6");
+        assert_eq!(shop.location, "/etc/wsgi/hosting.toml:7");
     }
 
     #[test]

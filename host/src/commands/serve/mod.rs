@@ -13,9 +13,9 @@ use wsgi_wasm::http::static_files::StaticMount;
 use wsgi_wasm::http::tls::Tls;
 use wsgi_wasm::http::{Listener, Listening, Server};
 use wsgi_wasm::log;
-use wsgi_wasm::runtime::Runtime;
+use wsgi_wasm::runtime::{Isolation, Runtime};
 use wsgi_wasm::runtime::cache;
-use wsgi_wasm::runtime::engine::EngineSettings;
+use wsgi_wasm::runtime::engine::{EngineSettings, REQUEST_ISOLATION_KEEP_RESIDENT};
 use wsgi_wasm::wsgi::environ::ServerInfo;
 
 mod activation;
@@ -178,6 +178,15 @@ impl ServeCommand {
                 .max()
                 .unwrap_or_default()
                 .max(options::DEFAULT_MAX_MEMORY as usize),
+            // Kept memory pays when instances come and go with requests; pooled
+            // instances live on, and the memory of one that ends goes back to the OS.
+            keep_resident: match server.keep_resident {
+                Some(bytes) => usize::try_from(bytes).context("--keep-resident is too large")?,
+                None if tenants.iter().any(|t| t.config.isolation == Isolation::Request) => {
+                    REQUEST_ISOLATION_KEEP_RESIDENT
+                }
+                None => 0,
+            },
         };
         let cache_dir = if server.no_cache {
             None
