@@ -6,10 +6,6 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use wsgi_wasm::commands;
 use wsgi_wasm::runtime::engine::{WASMTIME_PATCH, WASMTIME_VERSION};
 
-/// mimalloc instead of the C library's malloc: see its entry in Cargo.toml.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// `--version`: this release (the wheel's and the Rust SDK's too: one workspace
 /// version), the componentize-py `build` expects and the wasmtime that runs apps,
 /// with the changes our copy of it carries.
