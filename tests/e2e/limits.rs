@@ -82,9 +82,15 @@ fn busy_loop_is_stopped_at_the_cpu_limit_with_504_and_the_app_recovers() {
     }
 }
 
+/// On as many CPUs as the machine has, and on one (a single-threaded runtime).
 #[test]
 fn busy_guest_does_not_starve_other_requests() {
-    let server = Server::start(&rust_fixtures(), &["--cpu-timeout", "3s", "--instances", "4"]);
+    let args = ["--cpu-timeout", "3s", "--instances", "4"];
+    busy_guests_leave_room(Server::start(&rust_fixtures(), &args));
+    busy_guests_leave_room(Server::start_on_one_cpu(&rust_fixtures(), &args));
+}
+
+fn busy_guests_leave_room(server: Server) {
     let loops: Vec<_> = (0..2)
         .map(|_| {
             let url = server.url("/loop");

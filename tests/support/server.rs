@@ -27,8 +27,20 @@ impl Server {
 
     /// Several apps in one server: each spec is `[PREFIX=]FILE[,KEY=VALUE...]`.
     pub fn start_apps(specs: &[&str], args: &[&str]) -> Server {
+        Server::launch(Command::new(wsgi_wasm_bin()), specs, args)
+    }
+
+    /// The server allowed one CPU (`taskset -c 0`, as in a one-CPU container),
+    /// where it runs a single-threaded runtime.
+    pub fn start_on_one_cpu(wasm: &Path, args: &[&str]) -> Server {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "0"]).arg(wsgi_wasm_bin());
+        Server::launch(taskset, &[wasm.to_str().unwrap()], args)
+    }
+
+    /// Starts `command` (the binary, or a wrapper that execs it) as `serve`.
+    fn launch(mut command: Command, specs: &[&str], args: &[&str]) -> Server {
         let cache = aot_cache_dir();
-        let mut command = Command::new(wsgi_wasm_bin());
         command.arg("serve").args(specs).args(["--listen", "127.0.0.1:0"]);
         // The shared test cache, unless the test brings its own.
         if !args.contains(&"--cache-dir") {
