@@ -82,7 +82,8 @@ fn busy_loop_is_stopped_at_the_cpu_limit_with_504_and_the_app_recovers() {
     }
 }
 
-/// On as many CPUs as the machine has, and on one (a single-threaded runtime).
+/// On as many CPUs as the machine has, and on one (one runtime worker, which the
+/// guests and every other request share).
 #[test]
 fn busy_guest_does_not_starve_other_requests() {
     let args = ["--cpu-timeout", "3s", "--instances", "4"];

@@ -30,8 +30,7 @@ impl Server {
         Server::launch(Command::new(wsgi_wasm_bin()), specs, args)
     }
 
-    /// The server allowed one CPU (`taskset -c 0`, as in a one-CPU container),
-    /// where it runs a single-threaded runtime.
+    /// The server allowed one CPU (`taskset -c 0`, as in a one-CPU container).
     pub fn start_on_one_cpu(wasm: &Path, args: &[&str]) -> Server {
         let mut taskset = Command::new("taskset");
         taskset.args(["-c", "0"]).arg(wsgi_wasm_bin());

@@ -104,28 +104,13 @@ struct Plan {
     tenants: Vec<Tenant>,
 }
 
-/// The tokio runtime the server runs on. With one CPU to use (`taskset`, a
-/// container's CPU quota: `available_parallelism` counts both), a single-threaded
-/// runtime: the multi-threaded one would run one worker anyway, and pays for
-/// waking it from its I/O driver and for its shared queues. Measured with the
-/// server pinned to one CPU (wrk -t1 -c64 on the other, 5 s, alternated): hello
-/// 36,000 -> 42,200 req/s, demo_app 13,500 -> 17,700, Flask 6,250 -> 7,050.
-fn async_runtime() -> Result<tokio::runtime::Runtime> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut builder = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    Ok(builder.enable_all().build()?)
-}
-
 impl ServeCommand {
     pub fn execute(self) -> Result<()> {
         // Read first: the config file may say how to log.
         let plan = self.plan().map_err(anyhow::Error::msg)?;
         log::init(&plan.server.log_settings())?;
-        async_runtime()?.block_on(self.run(plan))
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(self.run(plan))
     }
 
     fn plan(&self) -> Result<Plan, String> {
