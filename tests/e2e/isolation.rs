@@ -9,20 +9,17 @@ use crate::support::client::{curl, load};
 use crate::support::components::{python_fixtures, rust_fixtures};
 use crate::support::server::Server;
 
-fn counter_values(server: &Server, n: usize) -> Vec<String> {
-    (0..n).map(|_| curl(&[&server.url("/global_counter")]).text()).collect()
+/// The bodies of `n` GETs of `path`, one after the other.
+fn bodies(server: &Server, path: &str, n: usize) -> Vec<String> {
+    (0..n).map(|_| curl(&[&server.url(path)]).text()).collect()
 }
 
 #[test]
 fn request_isolation_forgets_module_globals_between_requests() {
     let server = Server::start(&python_fixtures(), &["--isolation", "request"]);
-    assert_eq!(counter_values(&server, 4), ["1", "1", "1", "1"]);
+    assert_eq!(bodies(&server, "/global_counter", 4), ["1", "1", "1", "1"]);
     let env: Value = serde_json::from_slice(&curl(&[&server.url("/environ")]).body).unwrap();
     assert_eq!(env["wsgi.run_once"]["value"], true);
-}
-
-fn scattered_writes(server: &Server, n: usize) -> Vec<String> {
-    (0..n).map(|_| curl(&[&server.url("/scattered_writes")]).text()).collect()
 }
 
 /// A request that dirties hundreds of pages apart from each other (more disjoint
@@ -38,11 +35,15 @@ fn request_isolation_resets_every_page_a_request_wrote() {
             &python_fixtures(),
             &["--isolation", "request", "--instances", "1", "--keep-resident", keep],
         );
-        assert_eq!(scattered_writes(&fresh, 4), vec!["0 of 512 already written"; 4], "--keep-resident {keep}");
+        assert_eq!(
+            bodies(&fresh, "/scattered_writes", 4),
+            vec!["0 of 512 already written"; 4],
+            "--keep-resident {keep}"
+        );
     }
     let pooled = Server::start(&python_fixtures(), &["--isolation", "pooled", "--instances", "1"]);
     assert_eq!(
-        scattered_writes(&pooled, 2),
+        bodies(&pooled, "/scattered_writes", 2),
         ["0 of 512 already written", "512 of 512 already written"]
     );
 }
@@ -50,13 +51,16 @@ fn request_isolation_resets_every_page_a_request_wrote() {
 #[test]
 fn pooled_isolation_keeps_module_globals_like_a_worker_process() {
     let server = Server::start(&python_fixtures(), &["--isolation", "pooled", "--instances", "1"]);
-    assert_eq!(counter_values(&server, 4), ["1", "2", "3", "4"]);
+    assert_eq!(bodies(&server, "/global_counter", 4), ["1", "2", "3", "4"]);
 }
 
 #[test]
 fn pooled_instances_are_recycled_after_max_requests() {
     let server = Server::start(&python_fixtures(), &["--instances", "1", "--max-requests", "3"]);
-    assert_eq!(counter_values(&server, 7), ["1", "2", "3", "1", "2", "3", "1"]);
+    assert_eq!(
+        bodies(&server, "/global_counter", 7),
+        ["1", "2", "3", "1", "2", "3", "1"]
+    );
 }
 
 #[test]

@@ -13,9 +13,9 @@ use wsgi_wasm::http::static_files::StaticMount;
 use wsgi_wasm::http::tls::Tls;
 use wsgi_wasm::http::{Listener, Listening, Server};
 use wsgi_wasm::log;
-use wsgi_wasm::runtime::{Isolation, Runtime};
 use wsgi_wasm::runtime::cache;
 use wsgi_wasm::runtime::engine::{EngineSettings, REQUEST_ISOLATION_KEEP_RESIDENT};
+use wsgi_wasm::runtime::{Isolation, Runtime};
 use wsgi_wasm::wsgi::environ::ServerInfo;
 
 mod activation;
