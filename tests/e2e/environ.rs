@@ -252,6 +252,46 @@ fn one_instance_gives_each_request_its_own_context() {
     }
 }
 
+/// One instance serves requests whose header sets and values change from one to
+/// the next (the Python SDK starts each environ from a template per context and
+/// set of well-known headers): each request sees exactly its own headers and
+/// values, nothing left from an earlier request.
+#[test]
+fn one_instance_gives_each_request_exactly_its_own_headers() {
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    // (query, Host, User-Agent, Accept, X-Extra): None leaves the header out.
+    let requests: [(&str, &str, Option<&str>, Option<&str>, Option<&str>); 6] = [
+        ("q=1", "h1", Some("ua-1"), Some("a/1"), None),
+        ("q=2", "h2", Some("ua-2"), Some("a/2"), None),
+        ("", "h3", None, Some("a/3"), None),
+        ("q=4", "h4", Some("ua-4"), None, Some("x-4")),
+        ("q=5", "h5", None, None, None),
+        ("q=6", "h6", Some("ua-6"), Some("a/6"), None),
+    ];
+    for (query, host, agent, accept, extra) in requests {
+        let mut request = format!("GET /environ?{query} HTTP/1.1\r\nHost: {host}\r\n");
+        for (name, header) in [("User-Agent", agent), ("Accept", accept), ("X-Extra", extra)] {
+            if let Some(v) = header {
+                request += &format!("{name}: {v}\r\n");
+            }
+        }
+        request += "Connection: close\r\n\r\n";
+        let env = environ_via_raw(&server, &request);
+        assert_eq!(value(&env, "QUERY_STRING"), query, "{request}");
+        assert_eq!(value(&env, "HTTP_HOST"), host, "{request}");
+        for (key, header) in [
+            ("HTTP_USER_AGENT", agent),
+            ("HTTP_ACCEPT", accept),
+            ("HTTP_X_EXTRA", extra),
+        ] {
+            match header {
+                Some(v) => assert_eq!(value(&env, key), v, "{request}"),
+                None => assert!(env.get(key).is_none(), "{key} leaked into {request}: {env}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn curl_sees_the_same_environ_as_raw_clients() {
     let server = Server::start(&python_fixtures(), &[]);
