@@ -203,6 +203,19 @@ fn close_is_called_exactly_once_on_success_on_error_and_on_disconnect() {
     assert!(String::from_utf8_lossy(&raw).contains("about to fail"));
     assert_eq!(close_counts(&server)["raise"], 1);
 
+    // A whole body in one chunk with its Content-Length (as frameworks return
+    // theirs), then an empty chunk; and the same head with an exception after the
+    // first chunk: the client gets the body either way, close() runs once.
+    let declared = curl(&[&server.url("/close_counter?mode=declared")]);
+    assert_eq!(declared.status, 200);
+    assert_eq!(declared.header("content-length"), Some("9"));
+    assert_eq!(declared.text(), "all good\n");
+    assert_eq!(close_counts(&server)["declared"], 1);
+    let raw = String::from_utf8_lossy(&get(&server, "/close_counter?mode=declared_raise")).into_owned();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\nabout to fail\n"), "{raw}");
+    assert_eq!(close_counts(&server)["declared_raise"], 1);
+
     // Hang up in the middle of an endless stream.
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream
@@ -219,7 +232,10 @@ fn close_is_called_exactly_once_on_success_on_error_and_on_disconnect() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let counts = close_counts(&server);
-    assert_eq!(counts, serde_json::json!({"ok": 1, "raise": 1, "slow": 1}));
+    assert_eq!(
+        counts,
+        serde_json::json!({"ok": 1, "raise": 1, "slow": 1, "declared": 1, "declared_raise": 1})
+    );
     assert!(
         server.wait_for_log("client disconnected", Duration::from_secs(5)),
         "{}",

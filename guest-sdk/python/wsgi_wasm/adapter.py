@@ -223,6 +223,14 @@ def _read(max_bytes):
         raise OSError(f"reading the request body failed: {e.value}") from None
 
 
+def _declared_length(headers):
+    """The Content-Length the app set, or -1 if none (or not a number)."""
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
+
+
 # The environ key by which the host switches on --validate's checks.
 VALIDATE_KEY = "wsgi_wasm.validate"
 
@@ -273,10 +281,39 @@ def _run(application, packed):
             ):
                 call.write_file(result, size)
             else:
+                # A first block holding the whole body the head declares
+                # (Content-Length) waits for the iterable's end, then goes back
+                # with its head as one packed response, as a one-item list does:
+                # no byte may follow it anyway. Frameworks (Flask, Django) return
+                # their bodies as such iterables, which otherwise cost two import
+                # calls, one with every header.
+                held = None
                 write = call.write
-                for chunk in result:
-                    if chunk or call.status is not None:
-                        write(chunk)
+                try:
+                    for chunk in result:
+                        if held is not None:
+                            if not chunk:
+                                continue
+                            write(held)
+                            held = None
+                        elif (
+                            type(chunk) is bytes
+                            and chunk
+                            and call.status is not None
+                            and not call.head_at_host
+                            and len(chunk) == _declared_length(call.headers)
+                        ):
+                            held = chunk
+                            continue
+                        if chunk or call.status is not None:
+                            write(chunk)
+                except BaseException:
+                    # The client gets what it would have had without the wait.
+                    if held is not None:
+                        write(held)
+                    raise
+                if held is not None:
+                    call.write_body(held)
             if checker is not None:
                 checker.finished()
             if call.status is None:
