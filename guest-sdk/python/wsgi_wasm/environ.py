@@ -115,35 +115,37 @@ def _context_entries(context):
     return entries
 
 
-def _unpack_new_kind(context, codes, parts):
+def _unpack_new_kind(parts):
     """unpack() for a (context, codes) without a template: builds the environ and,
     unless the instance serves only this request (wsgi.run_once: no next request
     would use it), the template for the next request of the kind."""
+    context, codes = parts[0], parts[1]
     environ = _context_entries(context)
     keys = tuple(map(_KEY, codes))
+    end = 2 + len(keys)
     if not environ["wsgi.run_once"] and len(_templates) < MAX_TEMPLATES:
         template = environ.copy()
         template.update(dict.fromkeys(keys))
-        _templates[(context, codes)] = (template, keys)
-    environ.update(zip(keys, parts))
-    environ.update(zip(parts, parts))
+        _templates[(context, codes)] = (template, keys, end)
+    environ.update(zip(keys, parts[2:end]))
+    extra = iter(parts[end:-1])
+    environ.update(zip(extra, extra))
     return environ
 
 
 def unpack(packed):
     """The environ dict, without the per-request objects (wsgi.input, wsgi.errors)."""
-    parts = iter(packed.split(packed[-1]))
-    context = next(parts)
-    codes = next(parts)
-    known = _templates.get((context, codes))
+    # CONTEXT, CODES, the codes' values, other keys and values, and the empty
+    # piece after the final SEP.
+    parts = packed.split(packed[-1])
+    known = _templates.get((parts[0], parts[1]))
     if known is None:
-        return _unpack_new_kind(context, codes, parts)
-    template, keys = known
+        return _unpack_new_kind(parts)
+    template, keys, end = known
     # A copy: the app may change its environ, and the next request must not see it.
     environ = template.copy()
-    # zip asks the keys first, so it stops at the last code's value without taking
-    # another part.
-    environ.update(zip(keys, parts))
-    # The rest pairs up; the empty piece after the final SEP is left unpaired.
-    environ.update(zip(parts, parts))
+    environ.update(zip(keys, parts[2:end]))
+    if len(parts) > end + 1:
+        extra = iter(parts[end:-1])
+        environ.update(zip(extra, extra))
     return environ

@@ -91,17 +91,17 @@ class InputStream:
 class ErrorStream:
     """wsgi.errors: text written here becomes lines in the server log, tagged by app."""
 
-    __slots__ = ("_log", "_pending")
+    __slots__ = ("_log", "pending")
 
     def __init__(self, log):
         self._log = log
-        self._pending = ""
+        self.pending = ""  # the last line's start, until its newline or flush()
 
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"wsgi.errors.write() takes str, not {type(s).__name__}")
-        text = self._pending + s
-        *lines, self._pending = text.split("\n")
+        text = self.pending + s
+        *lines, self.pending = text.split("\n")
         for line in lines:
             self._log(line)
         return len(s)
@@ -111,9 +111,9 @@ class ErrorStream:
             self.write(s)
 
     def flush(self):
-        if self._pending:
-            self._log(self._pending)
-            self._pending = ""
+        if self.pending:
+            self._log(self.pending)
+            self.pending = ""
 
 
 # Bytes read from a file per block by wsgi.file_wrapper: the adapter's piece size
