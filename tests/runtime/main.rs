@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime, engine};
+use wsgi_wasm::wsgi::environ::Environ;
 use wsgi_wasm::wsgi::exchange::{Exchange, Outcome};
 use wsgi_wasm::wsgi::request_body::RequestBody;
 
@@ -38,7 +39,7 @@ fn config() -> AppConfig {
     }
 }
 
-fn environ(method: &str, path: &str, query: &str) -> Vec<(String, String)> {
+fn environ(method: &str, path: &str, query: &str) -> Environ {
     let target = if query.is_empty() {
         path.to_owned()
     } else {
@@ -47,7 +48,7 @@ fn environ(method: &str, path: &str, query: &str) -> Vec<(String, String)> {
     wsgi_wasm::wsgi::environ::synthetic(method, &target)
 }
 
-async fn call(app: &std::sync::Arc<App>, env: Vec<(String, String)>, body: &[u8]) -> (u16, Vec<u8>, Outcome) {
+async fn call(app: &std::sync::Arc<App>, env: Environ, body: &[u8]) -> (u16, Vec<u8>, Outcome) {
     let (exchange, reply) = Exchange::new(RequestBody::from_bytes(body.to_vec()), false, Duration::from_secs(10));
     let done = app.call(env, exchange).await;
     let outcome = done.outcome;

@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let env = environ::build(&head, &server, &mount, &Client::default());
 
-        let mut keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        let mut keys: Vec<&str> = env.iter().map(|(k, _)| k.as_ref()).collect();
         keys.sort_unstable();
         let before = keys.len();
         keys.dedup();
@@ -70,12 +70,12 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         let mut unpacked = environ::unpack(&environ::pack(&env)).expect("the packed environ unpacks");
-        let mut expected = env.clone();
+        let mut expected: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         unpacked.sort();
         expected.sort();
         assert_eq!(unpacked, expected);
 
-        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap();
+        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_ref()).unwrap();
         if path != "*" {
             assert_eq!(format!("{}{}", get("SCRIPT_NAME"), get("PATH_INFO")), path);
         }

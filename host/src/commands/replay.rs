@@ -188,7 +188,12 @@ async fn replay(app: Arc<App>, recording: &Recording) -> Result<(RecordedRespons
     let is_head = method.is_some_and(|(_, v)| v == "HEAD");
     let body = RequestBody::from_bytes(recording.request_body.clone());
     let (exchange, reply) = Exchange::new(body, is_head, DEFAULT_CPU_TIMEOUT);
-    let (environ, values) = (recording.environ.clone(), recording.host.clone());
+    let environ = recording
+        .environ
+        .iter()
+        .map(|(k, v)| (k.clone().into(), v.clone().into()))
+        .collect();
+    let values = recording.host.clone();
     let call = tokio::spawn(async move {
         let (finished, shortfall) = app.replay(environ, exchange, values).await;
         match &finished.outcome {

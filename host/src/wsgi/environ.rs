@@ -4,6 +4,7 @@
 //! strings": raw bytes decoded as latin-1, one char per byte, as PEP 3333 says.
 //! The guest SDK adds the Python objects (wsgi.input, wsgi.errors, wsgi.version).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap};
@@ -60,7 +61,10 @@ impl Client {
     }
 }
 
-pub type Environ = Vec<(String, String)>;
+/// The CGI keys and values of one request. Keys and the values that are the same
+/// for every request are borrowed statics, so building one allocates only what
+/// varies (the Python hello: ~30 fewer allocations per request).
+pub type Environ = Vec<(Cow<'static, str>, Cow<'static, str>)>;
 
 pub const SERVER_SOFTWARE: &str = concat!("wsgi-wasm/", env!("CARGO_PKG_VERSION"));
 
@@ -70,35 +74,41 @@ pub const SERVER_SOFTWARE: &str = concat!("wsgi-wasm/", env!("CARGO_PKG_VERSION"
 /// no REMOTE_PORT, as under gunicorn.
 pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, client: &Client) -> Environ {
     let mut env: Environ = Vec::with_capacity(16 + head.headers.len());
-    let mut put = |k: &str, v: String| env.push((k.to_owned(), v));
+    let mut put = |k: &'static str, v: Cow<'static, str>| env.push((Cow::Borrowed(k), v));
 
-    put("REQUEST_METHOD", head.method.as_str().to_owned());
+    put("REQUEST_METHOD", Cow::Owned(head.method.as_str().to_owned()));
     let (script_name, path_info) = split_path(head.path, &mount.script_name);
-    put("SCRIPT_NAME", script_name);
-    put("PATH_INFO", path_info);
-    put("QUERY_STRING", head.uri.query().map(latin1).unwrap_or_default());
-    put("SERVER_NAME", server.server_name.clone());
-    put("SERVER_PORT", server.server_port.to_string());
-    put("SERVER_PROTOCOL", protocol(head.version).to_owned());
-    put("SERVER_SOFTWARE", SERVER_SOFTWARE.to_owned());
-    put("GATEWAY_INTERFACE", "CGI/1.1".to_owned());
-    put("REMOTE_ADDR", client.addr.map(|a| a.to_string()).unwrap_or_default());
+    put("SCRIPT_NAME", Cow::Owned(script_name));
+    put("PATH_INFO", Cow::Owned(path_info));
+    put(
+        "QUERY_STRING",
+        Cow::Owned(head.uri.query().map(latin1).unwrap_or_default()),
+    );
+    put("SERVER_NAME", Cow::Owned(server.server_name.clone()));
+    put("SERVER_PORT", Cow::Owned(server.server_port.to_string()));
+    put("SERVER_PROTOCOL", Cow::Borrowed(protocol(head.version)));
+    put("SERVER_SOFTWARE", Cow::Borrowed(SERVER_SOFTWARE));
+    put("GATEWAY_INTERFACE", Cow::Borrowed("CGI/1.1"));
+    put(
+        "REMOTE_ADDR",
+        Cow::Owned(client.addr.map(|a| a.to_string()).unwrap_or_default()),
+    );
     if let Some(port) = client.port {
-        put("REMOTE_PORT", port.to_string());
+        put("REMOTE_PORT", Cow::Owned(port.to_string()));
     }
     if client.https {
         // What CGI servers and Django's request.is_secure() fallbacks look at.
-        put("HTTPS", "on".to_owned());
+        put("HTTPS", Cow::Borrowed("on"));
     }
     put(
         "wsgi.url_scheme",
-        if client.https { "https" } else { "http" }.to_owned(),
+        Cow::Borrowed(if client.https { "https" } else { "http" }),
     );
     // Each instance runs one request at a time on one thread; concurrent requests
     // go to separate instances, which is what WSGI calls multiprocess.
-    put("wsgi.multithread", "0".to_owned());
-    put("wsgi.multiprocess", "1".to_owned());
-    put("wsgi.run_once", if mount.run_once { "1" } else { "0" }.to_owned());
+    put("wsgi.multithread", Cow::Borrowed("0"));
+    put("wsgi.multiprocess", Cow::Borrowed("1"));
+    put("wsgi.run_once", Cow::Borrowed(if mount.run_once { "1" } else { "0" }));
 
     for name in head.headers.keys() {
         if name == CONTENT_TYPE || name == CONTENT_LENGTH {
@@ -108,7 +118,7 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, cl
                 } else {
                     "CONTENT_LENGTH"
                 };
-                env.push((key.to_owned(), value));
+                env.push((Cow::Borrowed(key), Cow::Owned(value)));
             }
             continue;
         }
@@ -118,7 +128,7 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, cl
             continue;
         }
         if let Some(value) = joined_value(head.headers, name) {
-            env.push((cgi_header_key(name.as_str()), value));
+            env.push((Cow::Owned(cgi_header_key(name.as_str())), Cow::Owned(value)));
         }
     }
     env
@@ -286,7 +296,7 @@ mod tests {
 
     fn get<'a>(env: &'a Environ, key: &str) -> Option<&'a str> {
         let mut found = env.iter().filter(|(k, _)| k == key);
-        let first = found.next().map(|(_, v)| v.as_str());
+        let first = found.next().map(|(_, v)| v.as_ref());
         assert!(found.next().is_none(), "{key} appears twice");
         first
     }
@@ -294,7 +304,7 @@ mod tests {
     #[test]
     fn base_keys_match_wsgiref() {
         let env = environ_for("/xyz?abc", &[], &server());
-        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(
             keys,
             [
@@ -396,7 +406,7 @@ mod tests {
     fn packed_environ_unpacks_into_the_pairs() {
         let env = environ_for("/a%00b%FF?q", &[("x-v", b"\x85")], &server());
         let mut back = unpack(&pack(&env)).unwrap();
-        let mut expected = env.clone();
+        let mut expected: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         back.sort();
         expected.sort();
         assert_eq!(back, expected);

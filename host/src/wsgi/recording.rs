@@ -287,7 +287,11 @@ impl Transcript {
             recorded_at: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
             context: recorder.context.clone(),
             instance_calls_before: self.instance_calls_before,
-            environ: self.environ,
+            environ: self
+                .environ
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
             request_body: self.request_body,
             host: self.host,
             response: self.response,
@@ -309,7 +313,7 @@ fn path_of(environ: &Environ) -> String {
         environ
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
             .unwrap_or_default()
     };
     format!("{}{}", get("SCRIPT_NAME"), get("PATH_INFO"))

@@ -39,7 +39,7 @@ pub fn pack_for_call(environ: &Environ, mode: Option<ValidateMode>) -> String {
     match mode {
         None => pack(environ),
         Some(mode) => {
-            let mut pairs: Vec<(&str, &str)> = environ.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut pairs: Vec<(&str, &str)> = environ.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
             pairs.push((ENVIRON_KEY, mode.as_str()));
             wsgi_wasm_rules::packed::pack(&pairs)
         }
@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn the_key_is_added_only_when_validating() {
-        let environ = vec![("REQUEST_METHOD".to_owned(), "GET".to_owned())];
+        let environ: Environ = vec![("REQUEST_METHOD".into(), "GET".into())];
         assert_eq!(pack_for_call(&environ, None), pack(&environ));
         assert_eq!(
             pack_for_call(&environ, Some(ValidateMode::Warn)),
