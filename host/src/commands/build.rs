@@ -394,6 +394,8 @@ fn entry_source(module: &str, attr: &str, preload: &[String], warm_up: &[String]
         "_warmed = [(_p, _warmup.request(_application, _p)) for _p in {}]\n",
         py_list(warm_up)
     ));
+    // The SDK's own request path, warmed up for every app (see warmup.sdk_path).
+    src.push_str("_warmup.sdk_path()\n");
     let locales = match &layout.locales {
         Some(list) => py_list(list),
         None => "None".to_owned(),
@@ -529,6 +531,7 @@ mod tests {
             "_application = _module.application\n",
             "_preload.frameworks()",
             "_warmup.request(_application, _p)) for _p in [\"/\"]",
+            "_warmup.sdk_path()",
             "_files.snapshot(app_dirs=[\"/2\"], dep_dirs=[\"/3\"], locales=[\"en\"], labels={\"/2\": \"/home/me/app\"})",
             "_preload.seal()",
             "WitWorld = export(_application)",
