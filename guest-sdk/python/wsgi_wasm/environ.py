@@ -101,8 +101,8 @@ CONTEXT_SEPARATOR = "\u0001"
 # None, not an earlier request's values, so nothing of one request can show in
 # another's environ. A server sends a handful of contexts (one per listener,
 # mount, scheme and protocol) and clients a few header sets each; the bound keeps
-# a client varying its headers from growing this forever (past it, requests are
-# unpacked the slow way).
+# a client varying its headers from growing this forever (past it, a request of a
+# new kind builds its template afresh and it is not kept).
 MAX_TEMPLATES = 256
 _templates = {}
 
@@ -115,22 +115,17 @@ def _context_entries(context):
     return entries
 
 
-def _unpack_new_kind(parts):
-    """unpack() for a (context, codes) without a template: builds the environ and,
-    unless the instance serves only this request (wsgi.run_once: no next request
-    would use it), the template for the next request of the kind."""
-    context, codes = parts[0], parts[1]
-    environ = _context_entries(context)
+def _template(context, codes):
+    """The template for a (context, codes) not seen before, kept for the next
+    request of the kind unless the instance serves only this request
+    (wsgi.run_once: no next request would use it) or the bound is reached."""
+    template = _context_entries(context)
     keys = tuple(map(_KEY, codes))
-    end = 2 + len(keys)
-    if not environ["wsgi.run_once"] and len(_templates) < MAX_TEMPLATES:
-        template = environ.copy()
-        template.update(dict.fromkeys(keys))
-        _templates[(context, codes)] = (template, keys, end)
-    environ.update(zip(keys, parts[2:end]))
-    extra = iter(parts[end:-1])
-    environ.update(zip(extra, extra))
-    return environ
+    template.update(dict.fromkeys(keys))
+    known = (template, keys, 2 + len(keys))
+    if not template["wsgi.run_once"] and len(_templates) < MAX_TEMPLATES:
+        _templates[(context, codes)] = known
+    return known
 
 
 def unpack(packed):
@@ -138,9 +133,7 @@ def unpack(packed):
     # CONTEXT, CODES, the codes' values, other keys and values, and the empty
     # piece after the final SEP.
     parts = packed.split(packed[-1])
-    known = _templates.get((parts[0], parts[1]))
-    if known is None:
-        return _unpack_new_kind(parts)
+    known = _templates.get((parts[0], parts[1])) or _template(parts[0], parts[1])
     template, keys, end = known
     # A copy: the app may change its environ, and the next request must not see it.
     environ = template.copy()
