@@ -440,6 +440,63 @@ mod tests {
         }
     }
 
+    /// The string a Python assignment `NAME = (\n    "..."\n    "..."\n)` holds,
+    /// with its `\xNN` escapes (the only ones the SDK's literals use) decoded.
+    fn python_string_constant(source: &str, name: &str) -> String {
+        let start = source
+            .find(&format!("\n{name} = (\n"))
+            .unwrap_or_else(|| panic!("{name} not found"));
+        let body = &source[start..];
+        let mut text = String::new();
+        for line in body.lines().skip(2).take_while(|l| *l != ")") {
+            let quoted = line.trim();
+            let mut chars = quoted[1..quoted.len() - 1].chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    assert_eq!(chars.next(), Some('x'), "{name}: only \\xNN escapes are decoded");
+                    let hex: String = chars.by_ref().take(2).collect();
+                    text.push(char::from(u8::from_str_radix(&hex, 16).unwrap()));
+                } else {
+                    text.push(c);
+                }
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn the_python_sdk_warm_up_requests_are_packed_as_the_host_packs() {
+        let sdk = include_str!("../../guest-sdk/python/wsgi_wasm/warmup.py");
+        for (name, query) in [("_PACKED_REQUEST", ""), ("_PACKED_ITERABLE_REQUEST", "q")] {
+            let pairs = [
+                ("REQUEST_METHOD", "GET"),
+                ("SCRIPT_NAME", ""),
+                ("PATH_INFO", "/"),
+                ("QUERY_STRING", query),
+                ("SERVER_NAME", "localhost"),
+                ("SERVER_PORT", "80"),
+                ("SERVER_PROTOCOL", "HTTP/1.1"),
+                ("SERVER_SOFTWARE", "wsgi-wasm"),
+                ("GATEWAY_INTERFACE", "CGI/1.1"),
+                ("REMOTE_ADDR", "127.0.0.1"),
+                ("REMOTE_PORT", "40000"),
+                ("wsgi.url_scheme", "http"),
+                ("wsgi.multithread", "0"),
+                ("wsgi.multiprocess", "1"),
+                ("wsgi.run_once", "0"),
+                ("HTTP_HOST", "localhost"),
+                ("HTTP_USER_AGENT", "warm-up"),
+                ("HTTP_ACCEPT", "*/*"),
+                ("HTTP_X_WARM_UP", "1"),
+            ];
+            assert_eq!(
+                python_string_constant(sdk, name),
+                wsgi_wasm_rules::packed::pack(&pairs),
+                "warmup.py's {name} is not what the host would send"
+            );
+        }
+    }
+
     #[test]
     fn run_once_reflects_isolation() {
         let mut s = server();
