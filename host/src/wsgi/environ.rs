@@ -73,42 +73,45 @@ pub const SERVER_SOFTWARE: &str = concat!("wsgi-wasm/", env!("CARGO_PKG_VERSION"
 /// A client on a Unix socket has no address: its REMOTE_ADDR is empty and it has
 /// no REMOTE_PORT, as under gunicorn.
 pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, client: &Client) -> Environ {
+    /// Every fixed key is a borrowed static; a value is borrowed when it is the
+    /// same for every request, owned when it varies.
+    fn put(env: &mut Environ, key: &'static str, value: impl Into<Cow<'static, str>>) {
+        env.push((Cow::Borrowed(key), value.into()));
+    }
     let mut env: Environ = Vec::with_capacity(16 + head.headers.len());
-    let mut put = |k: &'static str, v: Cow<'static, str>| env.push((Cow::Borrowed(k), v));
 
-    put("REQUEST_METHOD", Cow::Owned(head.method.as_str().to_owned()));
+    put(&mut env, "REQUEST_METHOD", head.method.as_str().to_owned());
     let (script_name, path_info) = split_path(head.path, &mount.script_name);
-    put("SCRIPT_NAME", Cow::Owned(script_name));
-    put("PATH_INFO", Cow::Owned(path_info));
+    put(&mut env, "SCRIPT_NAME", script_name);
+    put(&mut env, "PATH_INFO", path_info);
     put(
+        &mut env,
         "QUERY_STRING",
-        Cow::Owned(head.uri.query().map(latin1).unwrap_or_default()),
+        head.uri.query().map(latin1).unwrap_or_default(),
     );
-    put("SERVER_NAME", Cow::Owned(server.server_name.clone()));
-    put("SERVER_PORT", Cow::Owned(server.server_port.to_string()));
-    put("SERVER_PROTOCOL", Cow::Borrowed(protocol(head.version)));
-    put("SERVER_SOFTWARE", Cow::Borrowed(SERVER_SOFTWARE));
-    put("GATEWAY_INTERFACE", Cow::Borrowed("CGI/1.1"));
+    put(&mut env, "SERVER_NAME", server.server_name.clone());
+    put(&mut env, "SERVER_PORT", server.server_port.to_string());
+    put(&mut env, "SERVER_PROTOCOL", protocol(head.version));
+    put(&mut env, "SERVER_SOFTWARE", SERVER_SOFTWARE);
+    put(&mut env, "GATEWAY_INTERFACE", "CGI/1.1");
     put(
+        &mut env,
         "REMOTE_ADDR",
-        Cow::Owned(client.addr.map(|a| a.to_string()).unwrap_or_default()),
+        client.addr.map(|a| a.to_string()).unwrap_or_default(),
     );
     if let Some(port) = client.port {
-        put("REMOTE_PORT", Cow::Owned(port.to_string()));
+        put(&mut env, "REMOTE_PORT", port.to_string());
     }
     if client.https {
         // What CGI servers and Django's request.is_secure() fallbacks look at.
-        put("HTTPS", Cow::Borrowed("on"));
+        put(&mut env, "HTTPS", "on");
     }
-    put(
-        "wsgi.url_scheme",
-        Cow::Borrowed(if client.https { "https" } else { "http" }),
-    );
+    put(&mut env, "wsgi.url_scheme", if client.https { "https" } else { "http" });
     // Each instance runs one request at a time on one thread; concurrent requests
     // go to separate instances, which is what WSGI calls multiprocess.
-    put("wsgi.multithread", Cow::Borrowed("0"));
-    put("wsgi.multiprocess", Cow::Borrowed("1"));
-    put("wsgi.run_once", Cow::Borrowed(if mount.run_once { "1" } else { "0" }));
+    put(&mut env, "wsgi.multithread", "0");
+    put(&mut env, "wsgi.multiprocess", "1");
+    put(&mut env, "wsgi.run_once", if mount.run_once { "1" } else { "0" });
 
     for name in head.headers.keys() {
         if name == CONTENT_TYPE || name == CONTENT_LENGTH {
@@ -118,7 +121,7 @@ pub fn build(head: &RequestHead<'_>, server: &ServerInfo, mount: &MountPoint, cl
                 } else {
                     "CONTENT_LENGTH"
                 };
-                env.push((Cow::Borrowed(key), Cow::Owned(value)));
+                put(&mut env, key, value);
             }
             continue;
         }
