@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::client::{curl, parse_response, raw_exchange};
 use crate::support::components::python_fixtures;
@@ -204,13 +204,17 @@ fn close_is_called_exactly_once_on_success_on_error_and_on_disconnect() {
     assert_eq!(close_counts(&server)["raise"], 1);
 
     // A whole body in one chunk with its Content-Length (as frameworks return
-    // theirs), then an empty chunk; and the same head with an exception after the
-    // first chunk: the client gets the body either way, close() runs once.
-    let declared = curl(&[&server.url("/close_counter?mode=declared")]);
-    assert_eq!(declared.status, 200);
-    assert_eq!(declared.header("content-length"), Some("9"));
-    assert_eq!(declared.text(), "all good\n");
-    assert_eq!(close_counts(&server)["declared"], 1);
+    // theirs), then an empty chunk, from a generator and from a list's iterator
+    // (which the SDK answers as one packed response); and the same head with an
+    // exception after the first chunk: the client gets the body either way,
+    // close() runs once.
+    for mode in ["declared", "declared_list"] {
+        let declared = curl(&[&server.url(&format!("/close_counter?mode={mode}"))]);
+        assert_eq!(declared.status, 200, "{mode}");
+        assert_eq!(declared.header("content-length"), Some("9"), "{mode}");
+        assert_eq!(declared.text(), "all good\n", "{mode}");
+        assert_eq!(close_counts(&server)[mode], 1, "{mode}");
+    }
     let raw = String::from_utf8_lossy(&get(&server, "/close_counter?mode=declared_raise")).into_owned();
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(raw.ends_with("\r\n\r\nabout to fail\n"), "{raw}");
@@ -227,14 +231,17 @@ fn close_is_called_exactly_once_on_success_on_error_and_on_disconnect() {
         got += stream.read(&mut buf).unwrap();
     }
     drop(stream);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while close_counts(&server)["slow"] != 1 && std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while close_counts(&server)["slow"] != 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let counts = close_counts(&server);
     assert_eq!(
         counts,
-        serde_json::json!({"ok": 1, "raise": 1, "slow": 1, "declared": 1, "declared_raise": 1})
+        serde_json::json!({
+            "ok": 1, "raise": 1, "slow": 1, "declared": 1, "declared_list": 1, "declared_raise": 1,
+            "declared_then_work": 0
+        })
     );
     assert!(
         server.wait_for_log("client disconnected", Duration::from_secs(5)),
@@ -265,7 +272,7 @@ fn content_length_cuts_off_extra_bytes() {
 #[test]
 fn short_body_ends_the_connection_instead_of_hanging() {
     let server = Server::start(&python_fixtures(), &[]);
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let raw = raw_exchange(
         server.addr,
         b"GET /body_shorter_than_content_length HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -336,4 +343,28 @@ fn status_204_and_304_send_no_body() {
         assert!(!text.contains("body for status"), "{text}");
         assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest:?}");
     }
+}
+
+#[test]
+fn a_whole_declared_body_goes_out_while_the_app_still_works() {
+    // PEP 3333: a server must not delay a block while the app produces the next.
+    // The app yields its whole declared body, then works for WORK_SECONDS (5 s,
+    // tests/fixtures/python/close_counter.py) before its generator ends.
+    let server = Server::start(&python_fixtures(), &["--instances", "1"]);
+    assert_eq!(curl(&[&server.url("/close_counter?mode=ok")]).status, 200);
+    let started = Instant::now();
+    let response = curl(&[&server.url("/close_counter?mode=declared_then_work")]);
+    let took = started.elapsed();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "all good\n");
+    assert!(
+        took < Duration::from_secs(3),
+        "the body waited for the app's work: {took:?}"
+    );
+    // The work still ends, and close() runs after it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while close_counts(&server)["declared_then_work"] != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(close_counts(&server)["declared_then_work"], 1);
 }

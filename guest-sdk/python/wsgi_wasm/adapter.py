@@ -124,6 +124,21 @@ class _Call:
         for piece in _pieces(data) if data else ("",):
             _host(server.write_body_latin1, piece, total)
 
+    def send_whole(self, data):
+        """A whole body the head declares, given while the app's iterable may go
+        on working: it cannot wait to go back as `call`'s result (PEP 3333 forbids
+        delaying a block), so it crosses now, packed with its head in one import
+        call (two with start-response). The host drops any byte written after."""
+        packed = _pack_response(self.status, self.headers, data) if len(data) <= PIECE else None
+        if packed is None:
+            self.write(data)
+            return
+        try:
+            server.send_response(packed)
+        except Err as e:
+            raise ValueError(e.value) from None
+        self.head_at_host = self.headers_sent = True
+
     def ensure_head(self):
         """Sends the held head unless the host has it. Also called when the app's
         iterable ended: a response without body bytes still has a head, which the
@@ -231,6 +246,10 @@ def _declared_length(headers):
     return -1
 
 
+# Iterators whose next() runs no code of the app's: a block taken from one may
+# wait for the next without delaying the response (see _run).
+_PLAIN_ITERATORS = (type(iter([])), type(iter(())))
+
 # The environ key by which the host switches on --validate's checks.
 VALIDATE_KEY = "wsgi_wasm.validate"
 
@@ -282,15 +301,21 @@ def _run(application, packed):
                 call.write_file(result, size)
             else:
                 # A first block holding the whole body the head declares
-                # (Content-Length) waits for the iterable's end, then goes back
-                # with its head as one packed response, as a one-item list does:
-                # no byte may follow it anyway. Frameworks (Flask, Django) return
-                # their bodies as such iterables, which otherwise cost two import
-                # calls, one with every header.
+                # (Content-Length), as frameworks return their bodies, goes to
+                # the host with its head in one piece: no byte may follow it.
+                # From a list's or a tuple's iterator, whose next() runs none of
+                # the app's code, it waits for the iterable's end and goes back
+                # as `call`'s result, as a one-item list does (Django: no import
+                # call). From any other iterable (Flask's, a generator) it is
+                # sent at once: PEP 3333 forbids delaying a block while the app
+                # produces the next, and a generator may work long after its
+                # last yield.
+                iterator = iter(result)
+                may_hold = type(iterator) in _PLAIN_ITERATORS
                 held = None
                 write = call.write
                 try:
-                    for chunk in result:
+                    for chunk in iterator:
                         if held is not None:
                             if not chunk:
                                 continue
@@ -303,7 +328,10 @@ def _run(application, packed):
                             and not call.head_at_host
                             and len(chunk) == _declared_length(call.headers)
                         ):
-                            held = chunk
+                            if may_hold:
+                                held = chunk
+                            else:
+                                call.send_whole(chunk)
                             continue
                         if chunk or call.status is not None:
                             write(chunk)

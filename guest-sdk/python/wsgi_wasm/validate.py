@@ -275,12 +275,14 @@ class _Iterable:
     def __iter__(self):
         self._checker.check(self._iterator is None, "result.iter", "the result iterable was iterated twice")
         self._iterator = iter(self._result)
-        return self
+        # A separate iterator: a server may call iter() on what iter() gave it
+        # (a for loop does), which must not count as iterating the result again.
+        return self._chunks()
 
-    def __next__(self):
-        chunk = next(self._iterator)
-        self._checker._chunk(chunk, "result.item-type", "the result iterable")
-        return chunk
+    def _chunks(self):
+        for chunk in self._iterator:
+            self._checker._chunk(chunk, "result.item-type", "the result iterable")
+            yield chunk
 
 
 class _Input:

@@ -109,6 +109,19 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
     )?;
 
     server.func_wrap_async(
+        "send-response",
+        |mut store: StoreContextMut<'_, GuestState>, (packed,): (WasmStr,)| {
+            Box::new(async move {
+                let packed = match packed.to_str(&store) {
+                    Ok(packed) => packed.into_owned(),
+                    Err(e) => return Ok((Err(format!("malformed packed response: {e}")),)),
+                };
+                Ok((exchange(&mut store)?.respond_packed(&packed).await,))
+            })
+        },
+    )?;
+
+    server.func_wrap_async(
         "send-file",
         |mut store: StoreContextMut<'_, GuestState>, (path, offset, length): (WasmStr, u64, u64)| {
             Box::new(async move {

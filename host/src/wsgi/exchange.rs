@@ -235,12 +235,13 @@ impl Exchange {
         Ok(())
     }
 
-    /// A whole response the guest returned from `call`, packed (see `call` in
-    /// wsgi.wit): checked and sent as `start_response` then `write_body` would.
+    /// A whole response the guest packed (see `call` in wsgi.wit), returned from
+    /// `call` or passed to `send-response`: checked and sent as `start_response`
+    /// then `write_body` would.
     pub async fn respond_packed(&mut self, packed: &str) -> Result<(), String> {
         if packed.len() > MAX_PACKED_RESPONSE {
             return Err(format!(
-                "the packed response is {} bytes, over the {MAX_PACKED_RESPONSE} a whole response returned by call may have; \
+                "the packed response is {} bytes, over the {MAX_PACKED_RESPONSE} a packed whole response may have; \
                  send a larger body through write-body",
                 packed.len()
             ));
