@@ -125,19 +125,17 @@ class _Call:
             _host(server.write_body_latin1, piece, total)
 
     def send_whole(self, data):
-        """A whole body the head declares, given while the app's iterable may go
-        on working: it cannot wait to go back as `call`'s result (PEP 3333 forbids
-        delaying a block), so it crosses now, packed with its head in one import
-        call (two with start-response). The host drops any byte written after."""
-        packed = _pack_response(self.status, self.headers, data) if len(data) <= PIECE else None
-        if packed is None:
-            self.write(data)
-            return
-        try:
-            server.send_response(packed)
-        except Err as e:
-            raise ValueError(e.value) from None
-        self.head_at_host = self.headers_sent = True
+        """write_body() for a whole body given while the app's iterable may go on
+        working: the packed response cannot wait to go back as `call`'s result
+        (PEP 3333 forbids delaying a block), so it crosses now, in one import
+        call. The host drops any byte written after."""
+        self.write_body(data)
+        if self.packed:
+            packed, self.packed = self.packed, ""
+            try:
+                server.send_response(packed)
+            except Err as e:
+                raise ValueError(e.value) from None
 
     def ensure_head(self):
         """Sends the held head unless the host has it. Also called when the app's
