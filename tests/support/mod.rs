@@ -9,3 +9,4 @@ pub mod https;
 pub mod pki;
 pub mod server;
 pub mod services;
+pub mod swap;
