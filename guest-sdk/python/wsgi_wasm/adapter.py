@@ -209,7 +209,8 @@ _COUNTS = tuple(map(str, range(64)))
 SEND_FILE_UNAVAILABLE = "unavailable:"
 
 # Body bytes cross to the host as latin-1 strings, at most this many per call: see
-# write-latin1 in wsgi.wit (componentize-py leaks list<u8> arguments, not strings).
+# write-latin1 in wsgi.wit (componentize-py leaks list<u8> arguments and results,
+# not strings).
 PIECE = 256 * 1024
 
 
