@@ -106,6 +106,6 @@ def sdk_path():
 
     for i in range(SDK_WARM_UP_RUNS):
         packed = _PACKED_ITERABLE_REQUEST if i % 2 else _PACKED_REQUEST
-        if adapter._run(_sdk_app, packed) is None:
+        if not adapter._run(_sdk_app, packed):
             raise AssertionError("the SDK's warm-up request did not end in a packed response")
     environ._templates.clear()
