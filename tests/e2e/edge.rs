@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::support::client::{parse_response, raw_exchange};
+use crate::support::client::{CurlResponse, parse_response, raw_exchange};
 use crate::support::components::python_fixtures;
 use crate::support::server::Server;
 
@@ -256,9 +256,15 @@ fn unusual_but_valid_requests_are_served_and_the_connection_stays_usable() {
         let text = exchange(&server, &bytes);
         let first = parse_response(text.as_bytes());
         // All three answered: the case, the request behind it, and the closing one.
+        // The parsed body runs on into the pipelined answers, so it is cut to its
+        // Content-Length before looking for what the case expects.
+        let own_body = |r: &CurlResponse| {
+            let length: usize = r.header("content-length")?.parse().ok()?;
+            Some(String::from_utf8_lossy(r.body.get(..length)?).into_owned())
+        };
         let ok = first
             .as_ref()
-            .is_some_and(|r| r.status == 200 && r.text().contains(expected))
+            .is_some_and(|r| r.status == 200 && own_body(r).is_some_and(|body| body.contains(expected)))
             && text.matches(" 200 OK\r\n").count() == 3
             && server.wait_for_log(&format!("after-served-{i} "), Duration::from_secs(5));
         if !ok {

@@ -26,6 +26,22 @@ fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Logs in to the Django admin through `server`, keeping cookies in `jar`: the
+/// login page's HTML and the response to the posted form (a 302 to /admin/ when
+/// the account is accepted, the form again when it is not).
+fn admin_login(server: &Server, jar: &str, username: &str, password: &str) -> (String, CurlResponse) {
+    let login = curl(&["-c", jar, "-b", jar, &server.url("/admin/login/?next=/admin/")]);
+    assert_eq!(login.status, 200, "{}", server.log());
+    let html = login.text();
+    let body = format!(
+        "csrfmiddlewaretoken={}&username={username}&password={password}&next=/admin/",
+        csrf_token(&html)
+    );
+    let referer = format!("Referer: {}", server.url("/admin/login/"));
+    let posted = curl(&["-c", jar, "-b", jar, "-H", &referer, "--data", &body, &server.url("/admin/login/")]);
+    (html, posted)
+}
+
 /// The `csrfmiddlewaretoken` hidden input of a Django form page.
 fn csrf_token(html: &str) -> String {
     let at = html
@@ -357,6 +373,14 @@ fn django_notes_persist_in_sqlite_across_instances_and_restarts() {
 
     // The superuser made natively is the one the sandboxed admin knows; the
     // build's demo account belongs to the in-memory database only.
+    let (_dir, jar) = cookie_jar();
+    let (_, ops) = admin_login(&server, &jar, "ops", "ops-password");
+    assert_eq!(ops.status, 302, "{}\n{}", ops.text(), server.log());
+    assert_eq!(ops.header("location"), Some("/admin/"));
+    let (_dir, jar) = cookie_jar();
+    let (_, demo) = admin_login(&server, &jar, "admin", "sandbox-demo");
+    assert_eq!(demo.status, 200, "the build's demo account logged in to the file's database");
+    assert!(demo.text().contains("Please enter the correct username and password"), "{}", demo.text());
     let native = Command::new("python3")
         .args([
             "-c",
@@ -425,33 +449,14 @@ fn django_admin_login_page_renders_and_logs_in() {
     assert_eq!(redirect.header("location"), Some("/admin/login/?next=/admin/"));
 
     let (_dir, jar) = cookie_jar();
-    let login = curl(&["-c", &jar, "-b", &jar, &server.url("/admin/login/?next=/admin/")]);
-    assert_eq!(login.status, 200, "{}", server.log());
-    let html = login.text();
+    // The demo superuser (mysite/wsgi.py), checked with Django's default hasher:
+    // PBKDF2-SHA256, 1,000,000 rounds, which the host computes for the sandbox.
+    let (html, posted) = admin_login(&server, &jar, "admin", "sandbox-demo");
     assert!(html.contains("<title>Log in | Django site admin</title>"), "{html}");
     assert!(
         html.contains("id=\"id_username\"") && html.contains("id=\"id_password\""),
         "{html}"
     );
-
-    // The demo superuser (mysite/wsgi.py), checked with Django's default hasher:
-    // PBKDF2-SHA256, 1,000,000 rounds, which the host computes for the sandbox.
-    let body = format!(
-        "csrfmiddlewaretoken={}&username=admin&password=sandbox-demo&next=/admin/",
-        csrf_token(&html)
-    );
-    let referer = format!("Referer: {}", server.url("/admin/login/"));
-    let posted = curl(&[
-        "-c",
-        &jar,
-        "-b",
-        &jar,
-        "-H",
-        &referer,
-        "--data",
-        &body,
-        &server.url("/admin/login/"),
-    ]);
     assert_eq!(posted.status, 302, "{}\n{}", posted.text(), server.log());
     assert_eq!(posted.header("location"), Some("/admin/"));
     assert!(server.wait_for_log("\"POST /admin/login/ HTTP/1.1\" 302", Duration::from_secs(5)));

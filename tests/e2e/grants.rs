@@ -28,7 +28,11 @@ struct LineServer {
 
 impl LineServer {
     fn start() -> LineServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        LineServer::start_at("127.0.0.1:0")
+    }
+
+    fn start_at(address: &str) -> LineServer {
+        let listener = TcpListener::bind(address).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
@@ -89,7 +93,9 @@ fn a_granted_destination_is_reachable_and_its_neighbours_are_not() {
             )),
         "{report}"
     );
-    // Another host (127.0.0.2 is loopback too, so it would answer if allowed).
+    // Another host on the granted port: 127.0.0.2 is loopback too, and a line
+    // server listens there, so the connection would be accepted if allowed.
+    let other_host = LineServer::start_at(&format!("127.0.0.2:{}", granted.port));
     let report = granted_report(&server, &format!("connect=127.0.0.2:{}", granted.port));
     assert!(
         field(&report, "connect").starts_with("denied: PermissionError: ")
@@ -97,7 +103,8 @@ fn a_granted_destination_is_reachable_and_its_neighbours_are_not() {
         "{report}"
     );
     assert_eq!(other_port.accepted(), 0, "an ungranted destination was reached");
-    assert_eq!(granted.accepted(), 1, "127.0.0.2 reached the granted server");
+    assert_eq!(other_host.accepted(), 0, "an ungranted host was reached on the granted port");
+    assert_eq!(granted.accepted(), 1);
     // The operator's log says which option would allow it.
     assert!(
         server.wait_for_log(

@@ -229,6 +229,7 @@ fn tenants_see_only_their_own_variables_files_and_limits() {
     for tenant in ["a", "b"] {
         std::fs::create_dir(dir.path().join(tenant)).unwrap();
         std::fs::write(dir.path().join(tenant).join("secret"), format!("{tenant}'s secret")).unwrap();
+        std::fs::write(dir.path().join(tenant).join(format!("{tenant}.txt")), "").unwrap();
     }
     let fixtures = toml_path(&python_fixtures());
     let config = write_config(
@@ -255,7 +256,7 @@ cpu-timeout = "500ms"
         ),
     );
     let server = start_config(&config);
-    let read = |host: &str, path: &str| get_json(&server, host, &format!("/granted?read={path}&list=/"));
+    let read = |host: &str, path: &str| get_json(&server, host, &format!("/granted?read={path}&list=/data"));
     let a = read("a.test", "/data/secret");
     assert_eq!(a["read"], "ok: a's secret");
     assert_eq!(a["environ"]["A_KEY"], "only-a");
@@ -263,6 +264,9 @@ cpu-timeout = "500ms"
     let b = read("b.test", "/data/secret");
     assert_eq!(b["read"], "ok: b's secret");
     assert!(b["environ"].get("A_KEY").is_none(), "{b}");
+    // Each tenant's /data is its own directory.
+    assert_eq!(a["list"], "ok: ['a.txt', 'secret']", "{a}");
+    assert_eq!(b["list"], "ok: ['b.txt', 'secret']", "{b}");
     // Relative dirs are from the config file; b cannot name a's directory at all.
     let b = read("b.test", &format!("{}/a/secret", dir.path().display()));
     assert!(b["read"].as_str().unwrap().starts_with("denied:"), "{b}");

@@ -121,18 +121,25 @@ fn pooled_instances_are_recycled_after_max_requests() {
 #[test]
 fn sandbox_grants_no_files_no_environment_and_no_sockets() {
     let server = Server::start(&python_fixtures(), &[]);
-    let report: Value = serde_json::from_slice(&curl(&[&server.url("/sandbox_probe")]).body).unwrap();
+    // A real listener, so a connection the sandbox let through would succeed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let probe = curl(&[&server.url(&format!("/sandbox_probe?port={port}"))]);
+    let report: Value = serde_json::from_slice(&probe.body).unwrap();
     let get = |k: &str| report[k].as_str().unwrap().to_owned();
     assert!(
         get("open_etc_passwd").starts_with("denied: FileNotFoundError"),
         "{report}"
     );
     assert!(get("write_tmp").starts_with("denied: "), "{report}");
-    assert!(get("socket_connect").starts_with("denied: "), "{report}");
+    assert!(get("socket_connect").starts_with("denied: PermissionError"), "{report}");
+    assert!(listener.accept().is_err(), "the sandbox's connection reached the listener");
     assert!(get("getenv_path").starts_with("denied: KeyError"), "{report}");
     assert_eq!(get("environ"), "ok: {}", "the app sees no environment variables");
     // "/" holds only the app's own bundled modules, nothing of the host's.
     let listing = get("list_root");
+    assert!(listing.starts_with("ok: "), "{report}");
     for host_dir in ["etc", "home", "root", "proc", "usr", "tmp", "work"] {
         assert!(
             !listing.contains(&format!("'{host_dir}'")),

@@ -140,9 +140,9 @@ os.execv(sys.argv[1], sys.argv[1:])
         .read_line(&mut port)
         .unwrap();
     let port: u16 = port.trim().parse().unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut log = String::new();
-    for line in stderr.lines() {
+    for line in stderr.by_ref() {
         let line = line.unwrap();
         log.push_str(&line);
         log.push('\n');
@@ -150,9 +150,6 @@ os.execv(sys.argv[1], sys.argv[1:])
             break;
         }
     }
-    let serving: Vec<&str> = log.lines().filter(|l| l.starts_with("Serving HTTP on")).collect();
-    // Only the passed socket: no default 127.0.0.1:8000 beside it.
-    assert_eq!(serving, [format!("Serving HTTP on http://127.0.0.1:{port}/")], "{log}");
     let response = curl(&[&format!("http://127.0.0.1:{port}/environ")]);
     assert_eq!(response.status, 200);
     assert_eq!(environ_of(&response.body)["SERVER_PORT"], port.to_string());
@@ -168,4 +165,9 @@ os.execv(sys.argv[1], sys.argv[1:])
     assert_eq!(response.status, 200);
     let _ = child.kill();
     let _ = child.wait();
+    // Only the passed socket: no default 127.0.0.1:8000 beside it (the whole
+    // log, read to the end: a second listener would be announced after the first).
+    log.extend(stderr.map(|line| line.unwrap() + "\n"));
+    let serving: Vec<&str> = log.lines().filter(|l| l.starts_with("Serving HTTP on")).collect();
+    assert_eq!(serving, [format!("Serving HTTP on http://127.0.0.1:{port}/")], "{log}");
 }

@@ -127,11 +127,14 @@ impl Server {
     }
 
     /// Sends a signal and waits for the process to exit; returns its exit code.
-    pub fn signal_and_wait(mut self, signal: &str, timeout: Duration) -> Option<i32> {
-        Command::new("kill")
-            .args(["-s", signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
+    pub fn signal_and_wait(self, signal: &str, timeout: Duration) -> Option<i32> {
+        self.signal(signal);
+        self.wait_for_exit(timeout)
+    }
+
+    /// Waits for the process to exit; returns its exit code (None: still running
+    /// after `timeout`).
+    pub fn wait_for_exit(mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
