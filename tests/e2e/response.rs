@@ -251,6 +251,25 @@ fn close_is_called_exactly_once_on_success_on_error_and_on_disconnect() {
 }
 
 #[test]
+fn a_body_piece_over_256_kib_is_refused_whatever_its_characters() {
+    // wsgi.wit: write-latin1 takes at most 256 KiB of body per call. The app
+    // calls the import itself (the SDK never sends more) and shows the answer.
+    let server = Server::start(&python_fixtures(), &[]);
+    let limit = 256 * 1024;
+    let refused = "refused: body piece is larger than 262144 bytes; send at most that per call";
+    // "x" is one UTF-8 byte, "é" (0xE9 on the wire) two.
+    for (char, byte) in [("x", b'x'), ("%C3%A9", 0xE9)] {
+        let at_limit = curl(&[&server.url(&format!("/raw_write?n={limit}&c={char}"))]);
+        let mut expected = vec![b'['];
+        expected.extend(std::iter::repeat_n(byte, limit));
+        expected.extend_from_slice(b"]accepted");
+        assert!(at_limit.status == 200 && at_limit.body == expected, "{char}: {}", at_limit.text());
+        let over = curl(&[&server.url(&format!("/raw_write?n={}&c={char}", limit + 1))]);
+        assert_eq!(over.text(), format!("[]{refused}"), "{char}");
+    }
+}
+
+#[test]
 fn content_length_cuts_off_extra_bytes() {
     let server = Server::start(&python_fixtures(), &[]);
     let raw = raw_exchange(

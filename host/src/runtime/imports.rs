@@ -300,16 +300,21 @@ async fn send_file(
     Ok((Ok(()),))
 }
 
-/// A latin-1 body string as the bytes it stands for.
+/// A latin-1 body string as the bytes it stands for: at most `MAX_WRITE_PIECE`
+/// of them, as wsgi.wit promises.
 pub(super) fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmStr) -> Result<Bytes, String> {
+    let too_large = || format!("body piece is larger than {MAX_WRITE_PIECE} bytes; send at most that per call");
     let text = data.to_str(store).map_err(|e| format!("malformed body string: {e}"))?;
+    // No piece within the limit is longer than this in UTF-8: refused before
+    // decoding it.
     if text.len() > MAX_LATIN1_PIECE_UTF8 {
-        return Err(format!(
-            "body piece of {} bytes is too large; send at most {MAX_WRITE_PIECE} bytes per call",
-            text.len()
-        ));
+        return Err(too_large());
     }
-    latin1_body(&text)
+    let piece = latin1_body(&text)?;
+    if piece.len() > MAX_WRITE_PIECE {
+        return Err(too_large());
+    }
+    Ok(piece)
 }
 
 /// start_response's status and headers, lifted and handed to the exchange, which
