@@ -171,13 +171,23 @@ impl AppOptions {
         if self.record.is_none() && (self.record_only.is_some() || self.record_sample.is_some()) {
             return Err("record-only and record-sample choose what --record writes: give --record DIR too".into());
         }
+        // Counts the flags' parsers would take as 0 mean nothing here; said at
+        // start, whichever layer (flag, app argument, config file) gave them.
+        let counts = [
+            ("instances", self.instances.map(|n| n as u64)),
+            ("max-requests", self.max_requests),
+            ("record-sample", self.record_sample),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == Some(0)) {
+            return Err(format!("{name} must be at least 1"));
+        }
         Ok(AppConfig {
             isolation: self.isolation.unwrap_or(Isolation::Pooled),
             max_memory: usize::try_from(max_memory).map_err(|_| format!("max-memory {max_memory} is too large"))?,
-            max_instances: self.instances.unwrap_or(2 * cores).max(1),
+            max_instances: self.instances.unwrap_or(2 * cores),
             max_queue: self.queue.unwrap_or(DEFAULT_QUEUE),
             cpu_timeout: self.cpu_timeout.unwrap_or(DEFAULT_CPU_TIMEOUT),
-            max_requests_per_instance: self.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS).max(1),
+            max_requests_per_instance: self.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS),
             idle_timeout: self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             grants: Grants {
                 env: self.env.clone(),
@@ -550,6 +560,10 @@ mod tests {
         assert!(err.contains("1-65535"), "{err}");
         let err = AppOptions::from_pairs(&[("max-memory".into(), "lots".into())]).unwrap_err();
         assert!(err.contains("lots") && err.contains("--max-memory"), "{err}");
+        for count in ["instances", "max-requests"] {
+            let zero = AppOptions::from_pairs(&[(count.into(), "0".into())]).unwrap();
+            assert_eq!(zero.to_config().unwrap_err(), format!("{count} must be at least 1"));
+        }
     }
 
     #[test]
@@ -629,6 +643,8 @@ mod tests {
             toml::from_str("record = \"/tmp/rec\"\nrecord-only = \"errors\"\nrecord-sample = 10").unwrap();
         assert_eq!(table.to_config().unwrap().record, expected);
         assert!(AppOptions::from_pairs(&[("record-sample".into(), "0".into())]).is_err());
+        let zero: AppOptions = toml::from_str("record = \"/tmp/rec\"\nrecord-sample = 0").unwrap();
+        assert_eq!(zero.to_config().unwrap_err(), "record-sample must be at least 1");
         // Only the directory given: every request.
         let dir_only = AppOptions::from_pairs(&[("record".into(), "d".into())]).unwrap();
         let settings = dir_only.to_config().unwrap().record.unwrap();
