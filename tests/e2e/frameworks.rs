@@ -38,7 +38,17 @@ fn admin_login(server: &Server, jar: &str, username: &str, password: &str) -> (S
         csrf_token(&html)
     );
     let referer = format!("Referer: {}", server.url("/admin/login/"));
-    let posted = curl(&["-c", jar, "-b", jar, "-H", &referer, "--data", &body, &server.url("/admin/login/")]);
+    let posted = curl(&[
+        "-c",
+        jar,
+        "-b",
+        jar,
+        "-H",
+        &referer,
+        "--data",
+        &body,
+        &server.url("/admin/login/"),
+    ]);
     (html, posted)
 }
 
@@ -379,8 +389,15 @@ fn django_notes_persist_in_sqlite_across_instances_and_restarts() {
     assert_eq!(ops.header("location"), Some("/admin/"));
     let (_dir, jar) = cookie_jar();
     let (_, demo) = admin_login(&server, &jar, "admin", "sandbox-demo");
-    assert_eq!(demo.status, 200, "the build's demo account logged in to the file's database");
-    assert!(demo.text().contains("Please enter the correct username and password"), "{}", demo.text());
+    assert_eq!(
+        demo.status, 200,
+        "the build's demo account logged in to the file's database"
+    );
+    assert!(
+        demo.text().contains("Please enter the correct username and password"),
+        "{}",
+        demo.text()
+    );
     let native = Command::new("python3")
         .args([
             "-c",

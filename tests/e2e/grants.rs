@@ -103,7 +103,11 @@ fn a_granted_destination_is_reachable_and_its_neighbours_are_not() {
         "{report}"
     );
     assert_eq!(other_port.accepted(), 0, "an ungranted destination was reached");
-    assert_eq!(other_host.accepted(), 0, "an ungranted host was reached on the granted port");
+    assert_eq!(
+        other_host.accepted(),
+        0,
+        "an ungranted host was reached on the granted port"
+    );
     assert_eq!(granted.accepted(), 1);
     // The operator's log says which option would allow it.
     assert!(

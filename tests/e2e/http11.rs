@@ -25,8 +25,17 @@ fn pipelined_requests_are_answered_in_order() {
     let responses: Vec<&str> = text.split("HTTP/1.1 200 OK").skip(1).collect();
     assert_eq!(responses.len(), 3, "{text}");
     for (i, response) in responses.iter().enumerate() {
-        assert_eq!(response.matches("chunk ").count(), i + 1, "response {}: {response}", i + 1);
-        assert!(response.contains(&format!("chunk {i}\n")), "response {}: {response}", i + 1);
+        assert_eq!(
+            response.matches("chunk ").count(),
+            i + 1,
+            "response {}: {response}",
+            i + 1
+        );
+        assert!(
+            response.contains(&format!("chunk {i}\n")),
+            "response {}: {response}",
+            i + 1
+        );
     }
 }
 

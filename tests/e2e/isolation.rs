@@ -134,7 +134,10 @@ fn sandbox_grants_no_files_no_environment_and_no_sockets() {
     );
     assert!(get("write_tmp").starts_with("denied: "), "{report}");
     assert!(get("socket_connect").starts_with("denied: PermissionError"), "{report}");
-    assert!(listener.accept().is_err(), "the sandbox's connection reached the listener");
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox's connection reached the listener"
+    );
     assert!(get("getenv_path").starts_with("denied: KeyError"), "{report}");
     assert_eq!(get("environ"), "ok: {}", "the app sees no environment variables");
     // "/" holds only the app's own bundled modules, nothing of the host's.

@@ -153,7 +153,11 @@ fn log_level_filters_by_target() {
     assert!(quiet.wait_for_log(&error, LOG_WAIT), "{}", quiet.log());
     assert!(!quiet.log().contains("HTTP/1.1\""), "{}", quiet.log());
     // At info the startup line is there, so its absence above is the filter's doing.
-    assert!(quiet.log().contains(&format!("app {} (", python_app_name())), "{}", quiet.log());
+    assert!(
+        quiet.log().contains(&format!("app {} (", python_app_name())),
+        "{}",
+        quiet.log()
+    );
 }
 
 #[test]

@@ -263,7 +263,11 @@ fn a_body_piece_over_256_kib_is_refused_whatever_its_characters() {
         let mut expected = vec![b'['];
         expected.extend(std::iter::repeat_n(byte, limit));
         expected.extend_from_slice(b"]accepted");
-        assert!(at_limit.status == 200 && at_limit.body == expected, "{char}: {}", at_limit.text());
+        assert!(
+            at_limit.status == 200 && at_limit.body == expected,
+            "{char}: {}",
+            at_limit.text()
+        );
         let over = curl(&[&server.url(&format!("/raw_write?n={}&c={char}", limit + 1))]);
         assert_eq!(over.text(), format!("[]{refused}"), "{char}");
     }

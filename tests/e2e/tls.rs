@@ -343,7 +343,10 @@ fn a_client_that_sends_nothing_is_dropped_at_the_header_timeout() {
     // Closed without a response once the timeout passes: read gives EOF.
     assert_eq!(stream.read(&mut buf).unwrap_or(0), 0);
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     // Half of the HTTP/2 preface, then silence: dropped the same way.
     let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -351,5 +354,8 @@ fn a_client_that_sends_nothing_is_dropped_at_the_header_timeout() {
     let started = std::time::Instant::now();
     assert_eq!(stream.read(&mut buf).unwrap_or(0), 0);
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
 }

@@ -133,7 +133,10 @@ async fn apps_share_compiled_code_and_take_idle_slots_from_each_other() {
         assert_eq!(status, 200, "{name} is served although only 4 slots exist");
         // Instances are counted per app, not by the slot semaphore itself.
         let alive: usize = apps.iter().chain([&app]).map(|a| a.idle_instances()).sum();
-        assert!(alive <= 4, "{alive} instances alive after {name}'s request, with 4 slots");
+        assert!(
+            alive <= 4,
+            "{alive} instances alive after {name}'s request, with 4 slots"
+        );
         apps.push(app);
     }
     assert_eq!(host.capacity.in_use(), 4);

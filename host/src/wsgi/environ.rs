@@ -438,7 +438,10 @@ mod tests {
         // The SDK reads the main separator from the string's last character; the
         // context separator it must know.
         let context_separator = format!("\nCONTEXT_SEPARATOR = \"\\u{:04x}\"\n", CONTEXT_SEPARATOR as u32);
-        assert!(sdk.contains(&context_separator), "environ.py should set {context_separator:?}");
+        assert!(
+            sdk.contains(&context_separator),
+            "environ.py should set {context_separator:?}"
+        );
     }
 
     /// The string a Python assignment `NAME = (\n    "..."\n    "..."\n)` holds,
