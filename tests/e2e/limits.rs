@@ -162,7 +162,73 @@ fn client_that_stops_reading_frees_the_instance_after_the_io_timeout() {
     let started = Instant::now();
     assert_eq!(curl(&[&server.url("/hello")]).status, 200);
     assert!(started.elapsed() < Duration::from_secs(2));
-    drop(lazy);
+    // What the lazy client gets when it reads at last is cut short: the connection
+    // closes without the chunked body's last chunk, so it cannot pass for whole.
+    lazy.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    lazy.read_to_end(&mut received)
+        .expect("the server closes the connection");
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(
+        received.len() < 100 << 20,
+        "got the whole body: {} bytes",
+        received.len()
+    );
+    assert!(
+        !received.ends_with(b"\r\n0\r\n\r\n"),
+        "a response cut by the write timeout ended like a whole one"
+    );
+}
+
+#[test]
+fn an_h2_response_cut_by_the_io_timeout_is_reset_not_ended() {
+    let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let request = hyper::Request::get(format!("http://{}/big_write?mb=100", server.addr))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        // Take what the first window allows without giving it back: the server's
+        // stream stalls with the socket idle, so only the app's write times out.
+        let mut received = 0;
+        while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_millis(500), body.data()).await {
+            received += chunk.unwrap().len();
+        }
+        assert!(
+            server.wait_for_log("client did not read the response", Duration::from_secs(10)),
+            "{}",
+            server.log()
+        );
+        // Now read on, giving the window back: what was queued arrives, then a
+        // reset. A clean end here would pass a cut response off as whole.
+        body.flow_control().release_capacity(received).unwrap();
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(10), body.data()).await {
+                Ok(Some(Ok(chunk))) => {
+                    received += chunk.len();
+                    body.flow_control().release_capacity(chunk.len()).unwrap();
+                }
+                Ok(Some(Err(e))) => break Ok(e),
+                Ok(None) => break Err("the stream ended cleanly"),
+                Err(_) => break Err("the stream stalled"),
+            }
+        };
+        let error = end.unwrap_or_else(|why| panic!("{why} after {received} of 100 MiB"));
+        assert!(error.is_reset(), "{error}");
+        assert!(received < 100 << 20);
+    });
+    // The one instance is free for the next request.
+    assert_eq!(curl(&[&server.url("/hello")]).status, 200);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! cleanly, so the client can tell the response is incomplete).
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -17,10 +19,55 @@ pub struct BodyAborted(pub &'static str);
 
 pub type Chunk = Result<Bytes, BodyAborted>;
 
+/// Why a stream whose sender went away without `complete` is cut.
+const NOT_COMPLETED: BodyAborted = BodyAborted("the response stream ended before the app finished it");
+
+/// The host's end of a streamed body. The body ends cleanly only after
+/// `complete`: dropped without it (a write that timed out, an abort that could not
+/// be queued, a task that was cancelled) the body ends as an abort, so a response
+/// cut short never reaches the client looking whole.
+pub struct StreamSender {
+    tx: mpsc::Sender<Chunk>,
+    completed: Arc<AtomicBool>,
+}
+
+impl StreamSender {
+    pub async fn send(&self, chunk: Chunk) -> Result<(), mpsc::error::SendError<Chunk>> {
+        self.tx.send(chunk).await
+    }
+
+    /// The body is whole: once the queued chunks are out, it ends cleanly.
+    pub fn complete(self) {
+        // Release, before the sender drops: the receiver sees the channel closed
+        // only after this store.
+        self.completed.store(true, Ordering::Release);
+    }
+}
+
+/// The receiving end of a streamed body, polled by hyper.
+pub struct StreamReceiver {
+    rx: mpsc::Receiver<Chunk>,
+    completed: Arc<AtomicBool>,
+    /// An abort seen but not yet reported (see `poll_frame`).
+    deferred: Option<BodyAborted>,
+}
+
+/// A streamed body with room for `depth` chunks between the guest and the socket.
+pub fn stream(depth: usize) -> (StreamSender, ResponseBody) {
+    let (tx, rx) = mpsc::channel(depth);
+    let completed = Arc::new(AtomicBool::new(false));
+    let receiver = StreamReceiver {
+        rx,
+        completed: completed.clone(),
+        deferred: None,
+    };
+    (StreamSender { tx, completed }, ResponseBody::Stream(receiver))
+}
+
 pub enum ResponseBody {
     Empty,
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Chunk>, Option<BodyAborted>),
+    Stream(StreamReceiver),
     /// A body the host produces itself (a static file read from disk).
     Boxed(UnsyncBoxBody<Bytes, BodyAborted>),
 }
@@ -44,21 +91,23 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Empty => Poll::Ready(None),
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Stream(rx, deferred) => {
-                if let Some(abort) = deferred.take() {
+            ResponseBody::Stream(stream) => {
+                if let Some(abort) = stream.deferred.take() {
                     return Poll::Ready(Some(Err(abort)));
                 }
-                match rx.poll_recv(cx) {
-                    Poll::Ready(Some(Err(abort))) => {
-                        // hyper drops its unflushed write buffer when a body fails, so
-                        // the bytes sent just before the abort would never reach the
-                        // client. Pending once makes hyper flush them first.
-                        *deferred = Some(abort);
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    }
-                    other => other.map(|chunk| chunk.map(|c| c.map(Frame::data))),
-                }
+                let abort = match stream.rx.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Poll::Ready(None) if stream.completed.load(Ordering::Acquire) => return Poll::Ready(None),
+                    Poll::Ready(None) => NOT_COMPLETED,
+                    Poll::Ready(Some(Err(abort))) => abort,
+                };
+                // hyper drops its unflushed write buffer when a body fails, so the
+                // bytes sent just before the abort would never reach the client.
+                // Pending once makes hyper flush them first.
+                stream.deferred = Some(abort);
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
             ResponseBody::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
@@ -80,5 +129,56 @@ impl Body for ResponseBody {
             ResponseBody::Stream(..) => SizeHint::default(),
             ResponseBody::Boxed(body) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// Every frame of `body` until it ends or fails.
+    async fn drain(mut body: ResponseBody) -> (Vec<Bytes>, Option<BodyAborted>) {
+        let mut data = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => data.push(frame.into_data().unwrap()),
+                Err(abort) => return (data, Some(abort)),
+            }
+        }
+        (data, None)
+    }
+
+    #[tokio::test]
+    async fn a_completed_stream_ends_cleanly_after_its_chunks() {
+        let (sender, body) = stream(4);
+        sender.send(Ok(Bytes::from_static(b"one"))).await.unwrap();
+        sender.send(Ok(Bytes::from_static(b"two"))).await.unwrap();
+        sender.complete();
+        let (data, abort) = drain(body).await;
+        assert_eq!(data, [&b"one"[..], &b"two"[..]]);
+        assert!(abort.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sender_dropped_without_completing_cuts_the_body_after_its_chunks() {
+        let (sender, body) = stream(4);
+        sender.send(Ok(Bytes::from_static(b"one"))).await.unwrap();
+        drop(sender);
+        let (data, abort) = drain(body).await;
+        assert_eq!(data, [&b"one"[..]]);
+        assert_eq!(abort.unwrap().0, NOT_COMPLETED.0);
+    }
+
+    #[tokio::test]
+    async fn an_abort_is_reported_after_the_chunks_before_it() {
+        let (sender, body) = stream(4);
+        sender.send(Ok(Bytes::from_static(b"one"))).await.unwrap();
+        sender.send(Err(BodyAborted("app failed"))).await.unwrap();
+        sender.complete();
+        let (data, abort) = drain(body).await;
+        assert_eq!(data, [&b"one"[..]]);
+        assert_eq!(abort.unwrap().0, "app failed");
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use hyper::body::Body;
 use hyper::header::{HeaderValue, SERVER};
 use hyper::{Response, StatusCode};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use wsgi_wasm_rules::packed_response;
 
 use super::Limit;
@@ -16,7 +16,7 @@ use super::environ::SERVER_SOFTWARE;
 use super::recording::{RecordedResponse, Transcript};
 use super::request_body::{ReadError, RequestBody};
 use super::response::{MAX_RESPONSE_HEAD_BYTES, ResponseHead, latin1_body};
-use crate::wsgi::body::{BodyAborted, Chunk, ResponseBody};
+use crate::wsgi::body::{self, BodyAborted, ResponseBody, StreamSender};
 
 /// Longest packed response `call` may return (see wsgi.wit): a head within the
 /// head limit (its separators are fewer bytes than the ": " and CRLF the limit
@@ -70,7 +70,7 @@ enum State {
     /// Headers are out; body chunks go through `tx` (None when the body is discarded
     /// because the request was HEAD or the status has no body).
     Streaming {
-        tx: Option<mpsc::Sender<Chunk>>,
+        tx: Option<StreamSender>,
         remaining: Option<u64>,
     },
     /// Nothing more will be sent.
@@ -309,9 +309,11 @@ impl Exchange {
                 self.reply(reply, response);
             }
             (State::Streaming { tx, remaining }, Outcome::Completed) => {
-                self.state = State::Streaming { tx, remaining };
                 if remaining.is_some_and(|n| n > 0) && !self.aborted {
+                    self.state = State::Streaming { tx, remaining };
                     self.abort("app sent fewer bytes than its Content-Length").await;
+                } else if let Some(sender) = tx {
+                    sender.complete();
                 }
             }
             (streaming @ State::Streaming { .. }, _) => {
@@ -355,8 +357,8 @@ impl Exchange {
                 remaining: None,
             };
         } else {
-            let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-            self.reply(reply, build_response(head, ResponseBody::Stream(rx, None)));
+            let (tx, body) = body::stream(STREAM_DEPTH);
+            self.reply(reply, build_response(head, body));
             self.state = State::Streaming {
                 tx: Some(tx),
                 remaining,
@@ -391,15 +393,17 @@ impl Exchange {
                 }
                 Ok(())
             }
-            Ok(Err(_)) => {
+            failed => {
+                // Dropping the sender without completing it cuts the response.
                 *tx = None;
                 self.aborted = true;
-                Err("client disconnected".into())
-            }
-            Err(_) => {
-                *tx = None;
-                self.aborted = true;
-                Err(format!("client did not read the response for {:?}", self.write_timeout))
+                if let Some(transcript) = &mut self.transcript {
+                    transcript.set_incomplete();
+                }
+                Err(match failed {
+                    Ok(_) => "client disconnected".into(),
+                    Err(_) => format!("client did not read the response for {:?}", self.write_timeout),
+                })
             }
         }
     }
