@@ -154,11 +154,7 @@ fn client_that_stops_reading_frees_the_instance_after_the_io_timeout() {
         "{}",
         server.log()
     );
-    assert!(
-        server.log().contains("client did not read the response"),
-        "{}",
-        server.log()
-    );
+    assert!(server.log().contains("did not read"), "{}", server.log());
     let started = Instant::now();
     assert_eq!(curl(&[&server.url("/hello")]).status, 200);
     assert!(started.elapsed() < Duration::from_secs(2));

@@ -2,7 +2,9 @@
 //! the headers and statuses of a production static file server, and nothing from
 //! outside DIR.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use crate::support::client::{curl, curl_with_stdin};
 use crate::support::components::python_fixtures;
@@ -163,4 +165,51 @@ fn static_paths_cannot_leave_the_directory() {
         "{}",
         staticx.text()
     );
+}
+
+#[test]
+fn a_client_that_stops_reading_a_static_file_is_disconnected_after_the_io_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Far more than the socket buffers hold, so the server's writes stall.
+    const FILE_BYTES: u64 = 64 << 20;
+    std::fs::File::create(dir.path().join("big.bin"))
+        .unwrap()
+        .set_len(FILE_BYTES)
+        .unwrap();
+    let server = Server::start(
+        &python_fixtures(),
+        &[
+            "--static",
+            &format!("/static={}", dir.path().display()),
+            "--io-timeout",
+            "1s",
+            "--max-connections",
+            "1",
+        ],
+    );
+    let mut lazy = TcpStream::connect(server.addr).unwrap();
+    lazy.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    // Never read. The only connection slot is the lazy client's until the server
+    // gives up on it; the next client waits for that, not forever.
+    let started = Instant::now();
+    assert_eq!(curl(&["--max-time", "10", &server.url("/hello")]).status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "served beside the lazy client after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    assert!(
+        server.wait_for_log("the client did not read for 1s", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    // What the lazy client can still read ends short of the file.
+    lazy.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    lazy.read_to_end(&mut received)
+        .expect("the server closed the connection");
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!((received.len() as u64) < FILE_BYTES, "got {} bytes", received.len());
 }

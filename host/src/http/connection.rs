@@ -2,7 +2,9 @@
 //! hyper connection that serves it (HTTP/1.1, or HTTP/2 over TLS by ALPN and on
 //! plain sockets by the h2c prior-knowledge preface).
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,6 +13,9 @@ use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use crate::log;
 
 use super::service::{Limits, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, READ_BUFFER_BYTES};
 
@@ -158,6 +163,88 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// A socket whose writes fail once they have made no progress for `timeout` (the
+/// --io-timeout): a client that stops reading is disconnected, whoever produces the
+/// bytes it does not take (a guest's stream, which has its own write timeout, or a
+/// body hyper sends by itself: a static file, a whole small body, an error page).
+/// Without it such a client would hold its connection slot for as long as it likes.
+pub struct WriteDeadline<IO> {
+    io: IO,
+    timeout: Duration,
+    /// For the log line when the deadline passes (None: a Unix socket peer).
+    remote: Option<SocketAddr>,
+    /// Running while a write is stalled; reset by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<IO> WriteDeadline<IO> {
+    pub fn new(io: IO, timeout: Duration, remote: Option<SocketAddr>) -> WriteDeadline<IO> {
+        WriteDeadline {
+            io,
+            timeout,
+            remote,
+            stalled: None,
+        }
+    }
+
+    /// Passes `result` on, unless the write has now been stalled for the timeout.
+    fn check<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.stalled = None;
+            return result;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stalled.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let why = format!("the client did not read for {timeout:?}");
+        match self.remote {
+            Some(remote) => log::server(format_args!("closing the connection from {remote}: {why}")),
+            None => log::server(format_args!("closing a Unix socket connection: {why}")),
+        }
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for WriteDeadline<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write(cx, data);
+        self.check(cx, result)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, result)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.check(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {

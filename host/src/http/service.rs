@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::access_log::{self, AccessLogFormat, Limit, Record};
-use super::connection::{self, Protocols};
+use super::connection::{self, Protocols, WriteDeadline};
 use super::forwarded::TrustedProxies;
 use super::h2_idle;
 use super::host;
@@ -242,7 +242,7 @@ impl Shared {
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let shared = self.clone();
-        let io = TokioIo::new(io);
+        let io = TokioIo::new(WriteDeadline::new(io, self.server.limits.io_timeout, remote));
         // Client errors (resets, bad requests, timeouts) end only this connection.
         if h2 {
             let streams = Arc::new(h2_idle::Streams::default());
