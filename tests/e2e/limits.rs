@@ -143,6 +143,51 @@ fn slow_request_body_times_out_with_408_and_frees_the_instance() {
 }
 
 #[test]
+fn a_body_trickling_in_just_inside_the_io_timeout_is_cut_off_with_408() {
+    let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
+    let mut trickle = TcpStream::connect(server.addr).unwrap();
+    trickle
+        .write_all(b"POST /read_all HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    trickle.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let started = Instant::now();
+    let mut response = Vec::new();
+    // A byte every 300 ms never trips the 1 s wait for data, but comes in at far
+    // under the 500 bytes/s a body must average once it has waited --io-timeout.
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no answer while the body trickled in"
+        );
+        let _ = trickle.write_all(b"x");
+        let mut buf = [0u8; 4096];
+        match trickle.read(&mut buf) {
+            Ok(0) => panic!("connection closed without a response"),
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        response.starts_with(b"HTTP/1.1 408 "),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        server.wait_for_log("request body slower than 500 bytes/s", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    // The one instance is free again while the trickling client still holds its socket.
+    assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+}
+
+#[test]
 fn client_that_stops_reading_frees_the_instance_after_the_io_timeout() {
     let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
     let mut lazy = TcpStream::connect(server.addr).unwrap();

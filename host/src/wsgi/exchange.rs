@@ -292,7 +292,9 @@ impl Exchange {
                     (Outcome::QueueFull, _) => (StatusCode::SERVICE_UNAVAILABLE, QUEUE_FULL_BODY),
                     (Outcome::CpuTimeout(_), _) => (StatusCode::GATEWAY_TIMEOUT, CPU_TIMEOUT_BODY),
                     // The app failed because the client's body did: say so.
-                    (_, Some(ReadError::TimedOut(_))) => (StatusCode::REQUEST_TIMEOUT, BODY_TIMEOUT_BODY),
+                    (_, Some(ReadError::TimedOut(_) | ReadError::TooSlow { .. })) => {
+                        (StatusCode::REQUEST_TIMEOUT, BODY_TIMEOUT_BODY)
+                    }
                     (_, Some(ReadError::TooLarge(_))) => (StatusCode::PAYLOAD_TOO_LARGE, BODY_TOO_LARGE_BODY),
                     (_, Some(ReadError::Malformed(_))) => (StatusCode::BAD_REQUEST, MALFORMED_BODY_BODY),
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR_BODY),

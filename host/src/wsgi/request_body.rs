@@ -1,7 +1,7 @@
 //! wsgi.input on the host side: pulls the request body from hyper on demand, so
 //! nothing is read (and `Expect: 100-continue` is not answered) until the app reads.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -12,12 +12,21 @@ use hyper::body::Incoming;
 /// host buffer a huge body at once.
 pub const MAX_READ_CHUNK: usize = 1024 * 1024;
 
+/// Slowest request body taken, on average over the time the app waited for it:
+/// past --io-timeout of waiting, each 500 bytes received buys one more second.
+/// Without it a client sending a byte just inside every --io-timeout would hold an
+/// app instance for as long as it likes. 500 bytes/s is Apache's default minimum
+/// (mod_reqtimeout's MinRate): far below the slowest real uplink.
+pub const MIN_BODY_RATE: u64 = 500;
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ReadError {
     #[error("request body exceeds the {0}-byte limit")]
     TooLarge(u64),
     #[error("no request body data for {0:?}: client too slow")]
     TimedOut(Duration),
+    #[error("request body slower than {MIN_BODY_RATE} bytes/s ({received} bytes in {waited:?}): client too slow")]
+    TooSlow { received: u64, waited: Duration },
     #[error("request body broken off: {0}")]
     Broken(String),
     /// The client's framing was wrong (a bad chunk size, a missing CRLF, ...): the
@@ -58,6 +67,8 @@ pub struct RequestBody {
     received: u64,
     max_size: u64,
     timeout: Duration,
+    /// Time spent waiting for the client's data (not the app's time between reads).
+    waited: Duration,
 }
 
 impl RequestBody {
@@ -68,6 +79,7 @@ impl RequestBody {
             received: 0,
             max_size,
             timeout,
+            waited: Duration::ZERO,
         }
     }
 
@@ -81,6 +93,7 @@ impl RequestBody {
             received,
             max_size: u64::MAX,
             timeout: Duration::MAX,
+            waited: Duration::ZERO,
         }
     }
 
@@ -99,7 +112,20 @@ impl RequestBody {
             let Source::Incoming(incoming) = &mut self.incoming else {
                 return Ok(Bytes::new());
             };
-            let frame = match tokio::time::timeout(self.timeout, incoming.frame()).await {
+            let allowed = self
+                .timeout
+                .saturating_add(Duration::from_secs(self.received / MIN_BODY_RATE));
+            let wait = self.timeout.min(allowed.saturating_sub(self.waited));
+            let started = Instant::now();
+            let frame = tokio::time::timeout(wait, incoming.frame()).await;
+            self.waited += started.elapsed();
+            let frame = match frame {
+                Err(_) if wait < self.timeout => {
+                    return Err(ReadError::TooSlow {
+                        received: self.received,
+                        waited: self.waited,
+                    });
+                }
                 Err(_) => return Err(ReadError::TimedOut(self.timeout)),
                 Ok(None) => {
                     self.incoming = Source::Done;
