@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand_core::TryRng;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, Rng, WasiCtxBuilder};
 
-use crate::wsgi::recording::HostValues;
+use crate::wsgi::recording::{HostValues, MAX_RECORDING_BYTES};
 
 #[derive(Clone, Default)]
 pub struct Tape(Arc<Mutex<Mode>>);
@@ -106,7 +106,7 @@ impl Tape {
     }
 
     /// Runs `record` on a recording, `replay` on a replay (None: ran out), or
-    /// returns None when the tape is off (the caller asks the host).
+    /// returns Host when the tape is off or full (the caller asks the host).
     fn with<T>(
         &self,
         record: impl FnOnce(&mut HostValues),
@@ -114,6 +114,7 @@ impl Tape {
     ) -> Tapped<T> {
         match &mut *self.0.lock().unwrap() {
             Mode::Off => Tapped::Host,
+            Mode::Recording(values) if is_full(values) => Tapped::Host,
             Mode::Recording(values) => {
                 record(values);
                 Tapped::Recorded
@@ -131,6 +132,13 @@ enum Tapped<T> {
     Recorded,
     Replayed(T),
     RanOut,
+}
+
+/// A recording past MAX_RECORDING_BYTES will not be written (the transcript
+/// drops it when the request ends), so taping more would only grow host memory
+/// for as long as the guest keeps asking: a full tape stops noting values.
+fn is_full(values: &HostValues) -> bool {
+    values.size() > MAX_RECORDING_BYTES
 }
 
 impl Replay {
@@ -232,6 +240,7 @@ impl TapedRandom {
         let mut mode = self.tape.0.lock().unwrap();
         match &mut *mode {
             Mode::Off => self.host.fill_bytes(dest),
+            Mode::Recording(values) if is_full(values) => self.host.fill_bytes(dest),
             Mode::Recording(values) => {
                 self.host.fill_bytes(dest);
                 match self.source {
@@ -313,5 +322,39 @@ mod tests {
         clock.now();
         let shortfall = tape.take_replay_shortfall().unwrap();
         assert!(shortfall.contains("secure random bytes"), "{shortfall}");
+    }
+
+    #[test]
+    fn a_recording_stops_growing_past_the_size_no_recording_may_have() {
+        let tape = Tape::default();
+        let mut random = TapedRandom {
+            tape: tape.clone(),
+            source: Source::Insecure,
+            host: wasmtime_wasi::thread_rng(),
+        };
+        let clock = TapedWallClock {
+            tape: tape.clone(),
+            host: wasmtime_wasi::clocks::wall_clock(),
+        };
+        tape.start_recording();
+        const PIECE: usize = 64 * 1024;
+        let mut piece = vec![0u8; PIECE];
+        for _ in 0..(3 * MAX_RECORDING_BYTES / PIECE) {
+            random.fill_bytes(&mut piece);
+        }
+        // Past the tape's end the guest still gets the host's values.
+        assert!(piece.iter().any(|&b| b != 0));
+        assert!(clock.now() > Duration::from_secs(1_700_000_000));
+        let values = tape.take_recording().unwrap();
+        assert!(
+            values.size() > MAX_RECORDING_BYTES,
+            "the transcript must see it is too large"
+        );
+        assert!(
+            values.size() <= MAX_RECORDING_BYTES + PIECE,
+            "{} bytes taped",
+            values.size()
+        );
+        assert!(values.wall_clock.is_empty());
     }
 }

@@ -78,7 +78,8 @@ pub struct HostValues {
 }
 
 impl HostValues {
-    fn size(&self) -> usize {
+    /// Bytes these values add to a recording (what MAX_RECORDING_BYTES counts).
+    pub fn size(&self) -> usize {
         self.wall_clock.len() * 12
             + self.monotonic_clock.len() * 8
             + self.secure_random.len()
