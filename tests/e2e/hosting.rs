@@ -219,6 +219,16 @@ fn config_errors_name_the_file_the_line_and_a_fix() {
         "{err}"
     );
 
+    // What the flags refuse, the file may not give either.
+    let err = refused(
+        dir.path(),
+        &format!("max-connections = 0\n[apps.a]\ncomponent = \"{fixtures}\"\n"),
+    );
+    assert!(
+        err.contains(&format!("{file}: max-connections must be at least 1")),
+        "{err}"
+    );
+
     let err = refused(dir.path(), "[apps.a\ncomponent = 1\n");
     assert!(err.contains("hosting.toml") && err.contains("line 1"), "{err}");
 }
@@ -527,6 +537,27 @@ fn sighup_adds_and_removes_tenants() {
     );
     assert_eq!(get(&server, "two.test", "/hello").status, 200);
     assert_eq!(get(&server, "one.test", "/hello").status, 404);
+    assert!(!server.log().contains("server options changed"), "{}", server.log());
+
+    // Server options are read at start only; a reload that finds them changed says so.
+    std::fs::write(
+        &config,
+        format!(
+            "max-connections = 5\nmax-memory = \"128MiB\"\ninstances = 1\n{}",
+            app("two")
+        ),
+    )
+    .unwrap();
+    Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        server.wait_for_log("the server options changed", RELOAD_TIMEOUT),
+        "{}",
+        server.log()
+    );
+    assert_eq!(get(&server, "two.test", "/hello").status, 200);
 
     // A config that no longer parses changes nothing.
     std::fs::write(&config, "[apps.three]\ncomponent = 3\n").unwrap();

@@ -157,6 +157,10 @@ pub fn parse_dir(text: &str) -> Result<DirGrant, String> {
         _ => (text, false),
     };
     let (host, guest) = rest.split_once(':').unwrap_or((rest, rest));
+    if let Some((_, access)) = guest.rsplit_once(':') {
+        // `data:/data:RW` must not grant a directory named "/data:RW", read-only.
+        return Err(format!("{text:?}: the access {access:?} should be ro or rw"));
+    }
     if host.is_empty() || !guest.starts_with('/') {
         return Err(format!(
             "{text:?} should be HOST[:GUEST][:ro|rw] with an absolute GUEST path (e.g. data:/data:rw)"
@@ -195,6 +199,13 @@ pub fn parse_connect(text: &str) -> Result<ConnectGrant, String> {
     let (host, bracketed) = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         Some(inner) => (inner, true),
         None => (host, false),
+    };
+    // `db.internal.` (fully qualified) is the name `db.internal`: the sandbox's
+    // lookups drop the dot too.
+    let host = if bracketed {
+        host
+    } else {
+        host.strip_suffix('.').unwrap_or(host)
     };
     let valid = if bracketed {
         host.parse::<std::net::Ipv6Addr>().is_ok()
@@ -235,6 +246,10 @@ impl NetworkPolicy {
         for grant in grants {
             let ip = match grant.host.parse::<IpAddr>() {
                 Ok(ip) => ip,
+                // One name, one address, whatever ports it is granted with: a second
+                // lookup could pick another address (round-robin DNS), and the
+                // sandbox's own lookup gives the name one address.
+                Err(_) if policy.names.contains_key(&grant.host) => policy.names[&grant.host],
                 Err(_) => {
                     let addrs: Vec<SocketAddr> = (grant.host.as_str(), grant.port)
                         .to_socket_addrs()
@@ -305,6 +320,9 @@ mod tests {
         assert!(err.contains("create it first"), "{err}");
         let err = parse_dir(&format!("{}:data", dir.path().display())).unwrap_err();
         assert!(err.contains("absolute GUEST path"), "{err}");
+        let err = parse_dir(&format!("{}:/data:RW", dir.path().display())).unwrap_err();
+        assert!(err.ends_with(r#": the access "RW" should be ro or rw"#), "{err}");
+        assert!(parse_dir(&format!("{}:/data:rw:rw", dir.path().display())).is_err());
     }
 
     #[test]
@@ -375,6 +393,20 @@ mod tests {
             "literals need no lookup"
         );
         assert_eq!(policy.lookup("example.com"), None, "ungranted names do not resolve");
+    }
+
+    #[test]
+    fn a_fully_qualified_name_is_granted_as_the_name() {
+        let grants = [
+            parse_connect("LocalHost.:5432").unwrap(),
+            parse_connect("localhost:6379").unwrap(),
+        ];
+        assert_eq!(grants[0].host, "localhost");
+        let policy = NetworkPolicy::resolve(&grants).unwrap();
+        let ip = policy.lookup("localhost.").unwrap();
+        assert!(policy.may_connect(SocketAddr::new(ip, 5432)));
+        assert!(policy.may_connect(SocketAddr::new(ip, 6379)));
+        assert!(parse_connect(".:80").is_err());
     }
 
     #[test]

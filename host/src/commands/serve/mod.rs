@@ -114,6 +114,15 @@ impl ServeCommand {
     }
 
     fn plan(&self) -> Result<Plan, String> {
+        let plan = self.read_plan()?;
+        plan.server.check().map_err(|e| match &self.config {
+            Some(path) => format!("{}: {e}", path.display()),
+            None => e,
+        })?;
+        Ok(plan)
+    }
+
+    fn read_plan(&self) -> Result<Plan, String> {
         let Some(path) = &self.config else {
             let tenants = self
                 .apps
@@ -164,7 +173,11 @@ impl ServeCommand {
         deploy::check_routes(&tenants).map_err(anyhow::Error::msg)?;
         let wanted: u32 = tenants
             .iter()
-            .map(|t| t.config.max_instances as u32 + 1)
+            .map(|t| {
+                u32::try_from(t.config.max_instances)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1)
+            })
             .fold(0, u32::saturating_add);
         let settings = EngineSettings {
             max_instances: server
@@ -284,6 +297,7 @@ impl ServeCommand {
             limits: server.limits(),
             access_log: !server.no_access_log,
         };
+        let started_with = server;
         let (listeners, serving): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
         // Scripts and tests parse these exact lines for the real port.
         if let Some(admin) = &admin {
@@ -309,6 +323,13 @@ impl ServeCommand {
                 log::server("SIGHUP received: reloading apps");
                 match self.plan() {
                     Ok(plan) => {
+                        if plan.server != started_with {
+                            log::warn(
+                                "SIGHUP: the server options changed (listen, static, limits, \
+                                 total-instances, keep-resident, logging...); they take effect at \
+                                 the next start, only the apps are reloaded",
+                            );
+                        }
                         if let Some(router) = deployment.reload(plan.tenants).await {
                             routes.store(Arc::new(router));
                             if let Some(metrics) = &metrics {

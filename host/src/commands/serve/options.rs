@@ -16,6 +16,7 @@ use wsgi_wasm::http::access_log::AccessLogFormat;
 use wsgi_wasm::http::forwarded::{self, TrustedPeer};
 use wsgi_wasm::http::static_files;
 use wsgi_wasm::log::{self, LogFormat, LogSettings};
+use wsgi_wasm::runtime::engine::EPOCH_TICK;
 use wsgi_wasm::runtime::grants::{self, ConnectGrant, DirGrant, HttpOrigin};
 use wsgi_wasm::runtime::{AppConfig, Grants, Isolation};
 use wsgi_wasm::units::{parse_duration, parse_size};
@@ -181,12 +182,19 @@ impl AppOptions {
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == Some(0)) {
             return Err(format!("{name} must be at least 1"));
         }
+        let cpu_timeout = self.cpu_timeout.unwrap_or(DEFAULT_CPU_TIMEOUT);
+        if cpu_timeout < EPOCH_TICK {
+            // CPU time is counted in ticks: a shorter budget could not be kept.
+            return Err(format!(
+                "cpu-timeout must be at least {EPOCH_TICK:?}, the tick CPU time is counted in"
+            ));
+        }
         Ok(AppConfig {
             isolation: self.isolation.unwrap_or(Isolation::Pooled),
             max_memory: usize::try_from(max_memory).map_err(|_| format!("max-memory {max_memory} is too large"))?,
             max_instances: self.instances.unwrap_or(2 * cores),
             max_queue: self.queue.unwrap_or(DEFAULT_QUEUE),
-            cpu_timeout: self.cpu_timeout.unwrap_or(DEFAULT_CPU_TIMEOUT),
+            cpu_timeout,
             max_requests_per_instance: self.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS),
             idle_timeout: self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             grants: Grants {
@@ -252,7 +260,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
 
 /// Options of the server as a whole (not of one app): flags, or top-level keys of a
 /// config file with the same names. The command line wins over the file.
-#[derive(Args, Deserialize, Debug, Clone, Default)]
+#[derive(Args, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ServerOptions {
     /// Where to listen: HOST:PORT (port 0 picks a free port, printed at startup) or
@@ -432,6 +440,24 @@ impl ServerOptions {
         }
     }
 
+    /// Refuses what the flags' parsers refuse when a config file gave it: a count
+    /// of 0 (a server that never accepts, an engine without a slot) or a timeout of
+    /// 0 (every client timed out at once) is a mistake, not a setting.
+    pub fn check(&self) -> Result<(), String> {
+        let counts = [
+            ("max-connections", self.max_connections),
+            ("total-instances", self.total_instances),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == Some(0)) {
+            return Err(format!("{name} must be at least 1"));
+        }
+        let timeouts = [("header-timeout", self.header_timeout), ("io-timeout", self.io_timeout)];
+        if let Some((name, _)) = timeouts.iter().find(|(_, value)| value.is_some_and(|t| t.is_zero())) {
+            return Err(format!("{name} must be more than 0"));
+        }
+        Ok(())
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_body_size: self.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE),
@@ -564,6 +590,41 @@ mod tests {
             let zero = AppOptions::from_pairs(&[(count.into(), "0".into())]).unwrap();
             assert_eq!(zero.to_config().unwrap_err(), format!("{count} must be at least 1"));
         }
+        for (timeout, ok) in [("0s", false), ("5ms", false), ("10ms", true), ("2s", true)] {
+            let options = AppOptions::from_pairs(&[("cpu-timeout".into(), timeout.into())]).unwrap();
+            match options.to_config() {
+                Ok(config) => assert!(ok, "{timeout} taken as {:?}", config.cpu_timeout),
+                Err(e) => assert!(
+                    !ok && e == "cpu-timeout must be at least 10ms, the tick CPU time is counted in",
+                    "{timeout}: {e}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn server_options_a_file_gives_are_held_to_the_flags_rules() {
+        let check = |text: &str| toml::from_str::<ServerOptions>(text).unwrap().check();
+        assert_eq!(
+            check("max-connections = 0").unwrap_err(),
+            "max-connections must be at least 1"
+        );
+        assert_eq!(
+            check("total-instances = 0").unwrap_err(),
+            "total-instances must be at least 1"
+        );
+        assert_eq!(
+            check(r#"io-timeout = "0s""#).unwrap_err(),
+            "io-timeout must be more than 0"
+        );
+        assert_eq!(
+            check(r#"header-timeout = "0ms""#).unwrap_err(),
+            "header-timeout must be more than 0"
+        );
+        assert_eq!(
+            check("max-connections = 1\ntotal-instances = 8\nio-timeout = \"1s\"\nshutdown-grace = \"0s\""),
+            Ok(())
+        );
     }
 
     #[test]
