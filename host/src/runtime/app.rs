@@ -118,6 +118,12 @@ pub struct App {
 /// only hold memory, since each still costs the same CPU to create.
 pub const SPARE_INSTANCES: usize = 1;
 
+/// A pooled instance whose linear memory grew past this many quarters of
+/// --max-memory is replaced after its request. Memory never shrinks; 3/4 leaves
+/// a quarter for the next request's peak, so it does not fail for lack of room
+/// an instance with a fresh heap would have.
+const RECYCLE_AT_QUARTERS: usize = 3;
+
 /// How many times the first instantiation is tried when sealing a memory image fails
 /// with EBUSY. wasmtime builds each core module's initial memory image at the first
 /// instantiation, in a sealed memfd; the kernel refuses F_SEAL_WRITE while any of the
@@ -279,7 +285,8 @@ impl App {
     /// and its slot freed, so teardown never delays the response.
     pub async fn call(self: &Arc<Self>, environ: Environ, exchange: Exchange) -> Finished {
         // A bounded queue: past it, answering 503 at once beats making clients wait.
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue + self.config.max_instances {
+        let admitted = self.config.max_queue.saturating_add(self.config.max_instances);
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= admitted {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Finished {
                 exchange,
@@ -441,7 +448,7 @@ impl App {
         // Linear memory never shrinks: an instance whose heap grew close to the
         // limit (a burst, fragmentation, a leak) is replaced, which returns the
         // memory and keeps the next request from failing for lack of it.
-        let bloated = store.data().limits.largest_memory > self.config.max_memory / 4 * 3;
+        let bloated = store.data().limits.largest_memory > self.config.max_memory / 4 * RECYCLE_AT_QUARTERS;
         if bloated && self.config.isolation == Isolation::Pooled {
             log::app(
                 &self.name,

@@ -23,6 +23,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// this; 1 MiB is twice wasmtime's default, because CPython's interpreter loop uses
 /// large frames and its own recursion limit should fire first.
 pub const MAX_WASM_STACK: usize = 1024 * 1024;
+/// Native stack for the host's own frames beside the guest's on a fiber: the async
+/// import calls (hyper, rustls, the filesystem) and wasmtime's trampolines. As much
+/// as the guest gets; the whole test suite, outbound TLS included, runs within it.
+const HOST_FRAMES_STACK: usize = 1024 * 1024;
 
 /// Per-component shape limits for the pooling allocator. A componentize-py app is
 /// about ten core modules (libc, libpython, the runtime, WASI adapters) linked at
@@ -74,8 +78,7 @@ pub fn new_engine(settings: EngineSettings) -> Result<Engine> {
     // instance (examples/isolation_cost, request isolation) went from 1228 us to
     // 1070 us per call; pooled calls are unaffected (19-20 us).
     config.table_lazy_init(false);
-    // The fiber stack hosts the wasm stack plus host frames of the import calls.
-    config.async_stack_size(MAX_WASM_STACK + 1024 * 1024);
+    config.async_stack_size(MAX_WASM_STACK + HOST_FRAMES_STACK);
 
     // Preallocated slots with copy-on-write memory images: a fresh instance maps
     // the component's initialised heap instead of copying it.

@@ -262,6 +262,10 @@ fn describe(error: &std::io::Error) -> String {
     }
 }
 
+/// Longest host name a guest may pass: a DNS name is at most 253 bytes written out
+/// (RFC 1035's 255 on the wire), plus a trailing dot.
+const MAX_HOST_NAME_BYTES: usize = 254;
+
 /// Registers the `tls` interface. Like the `server` one (imports.rs), by hand, so
 /// written data is read out of guest memory only after its size is checked.
 pub fn add_to_linker(linker: &mut Linker<GuestState>) -> LinkResult<()> {
@@ -271,8 +275,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> LinkResult<()> {
         |mut store: StoreContextMut<'_, GuestState>, (host, port): (WasmStr, u16)| {
             Box::new(async move {
                 let host = match host.to_str(&store) {
-                    // DNS names are at most 253 bytes.
-                    Ok(host) if host.len() <= 255 => host.into_owned(),
+                    Ok(host) if host.len() <= MAX_HOST_NAME_BYTES => host.into_owned(),
                     _ => return Ok((Err("not a valid host name".to_owned()),)),
                 };
                 let state = store.data_mut();
