@@ -9,7 +9,7 @@ mod environ;
 mod file_wrapper;
 mod frameworks;
 mod grants;
-mod h2_idle;
+mod h2_limits;
 mod host_services;
 mod hostile;
 mod hosting;

@@ -7,7 +7,7 @@ pub mod access_log;
 pub mod admin;
 mod connection;
 pub mod forwarded;
-mod h2_idle;
+mod h2_limits;
 pub mod host;
 pub mod router;
 mod service;

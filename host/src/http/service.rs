@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -17,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use super::access_log::{self, AccessLogFormat, Limit, Record};
 use super::connection::{self, Protocols, WriteDeadline};
 use super::forwarded::TrustedProxies;
-use super::h2_idle;
+use super::h2_limits::{self, Ended, Watched};
 use super::host;
 use super::router::Router;
 use super::static_files::StaticMount;
@@ -245,7 +244,7 @@ impl Shared {
         let io = TokioIo::new(WriteDeadline::new(io, self.server.limits.io_timeout, remote));
         // Client errors (resets, bad requests, timeouts) end only this connection.
         if h2 {
-            let streams = Arc::new(h2_idle::Streams::default());
+            let streams = Arc::new(h2_limits::Streams::default());
             let open = streams.clone();
             let service = service_fn(move |req| {
                 let shared = shared.clone();
@@ -254,12 +253,7 @@ impl Shared {
                 async move {
                     let response = shared.handle(req, &info, remote, https).await;
                     // The stream stays open until its body is sent or dropped.
-                    Ok::<_, Infallible>(response.map(|body| {
-                        body.map_frame(move |frame| {
-                            let _ = &stream;
-                            frame
-                        })
-                    }))
+                    Ok::<_, Infallible>(response.map(|body| Watched::new(body, stream)))
                 }
             });
             // Held, not watched (the idle rule needs the connection itself): shutdown
@@ -268,8 +262,16 @@ impl Shared {
             let shutdown = async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             };
-            let idle = self.server.limits.header_timeout;
-            let _ = h2_idle::serve(&self.protocols.http2, io, service, streams, idle, shutdown).await;
+            let limits = &self.server.limits;
+            let (idle, stall_limit) = (limits.header_timeout, limits.io_timeout);
+            let ended =
+                h2_limits::serve(&self.protocols.http2, io, service, streams, idle, stall_limit, shutdown).await;
+            if let Ended::Stalled = ended {
+                let peer = remote.map_or("a Unix socket client".to_owned(), |addr| addr.to_string());
+                log::server(format!(
+                    "closing the HTTP/2 connection from {peer}: a response waited {stall_limit:?} for the client to open its flow-control window"
+                ));
+            }
         } else {
             let service = service_fn(move |req| {
                 let shared = shared.clone();

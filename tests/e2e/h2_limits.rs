@@ -1,7 +1,9 @@
-//! HTTP/2 idle timeout: a connection with no open stream is closed (GOAWAY) after
-//! the header timeout, the same idle time an HTTP/1.1 keep-alive connection gets,
-//! even when the client keeps answering PINGs; a stream that takes longer than that
-//! is not cut.
+//! HTTP/2 rules hyper lacks. Idle timeout: a connection with no open stream is
+//! closed (GOAWAY) after the header timeout, the same idle time an HTTP/1.1
+//! keep-alive connection gets, even when the client keeps answering PINGs; a
+//! stream that takes longer than that is not cut. Stalled streams: a client that
+//! never opens its flow-control window has its connection closed after the I/O
+//! timeout.
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +72,69 @@ fn an_idle_h2_connection_answering_pings_is_closed_after_the_idle_timeout() {
         );
         assert!(idle < IDLE + SLACK, "closed after {idle:?}");
     });
+    // Other connections are not affected.
+    assert_eq!(curl(&["--http2-prior-knowledge", &server.url("/hello")]).status, 200);
+}
+
+#[test]
+fn a_client_that_never_opens_its_window_is_disconnected_after_the_io_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Far more than the 64 KiB window a client starts with.
+    std::fs::File::create(dir.path().join("big.bin"))
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let server = Server::start(
+        &python_fixtures(),
+        &[
+            "--static",
+            &format!("/static={}", dir.path().display()),
+            "--io-timeout",
+            "1s",
+        ],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let request = Request::get(format!("http://{}/static/big.bin", server.addr))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 200);
+        // Read what the window lets through and never give it back: the socket
+        // stays readable, so only the stream is stalled.
+        let started = Instant::now();
+        let mut body = response.into_body();
+        let mut received = 0;
+        // The cut must show: an error, never a clean end.
+        let end = loop {
+            match tokio::time::timeout(IDLE + SLACK, body.data()).await {
+                Ok(Some(Ok(chunk))) => received += chunk.len(),
+                Ok(Some(Err(e))) => break e,
+                Ok(None) => panic!("the body ended cleanly after {received} bytes"),
+                Err(_) => panic!("still stalled, not closed, after {:?}", started.elapsed()),
+            }
+        };
+        let waited = started.elapsed();
+        assert!(received < 8 << 20, "{received}");
+        eprintln!("the body ended with: {end}");
+        assert!(waited >= Duration::from_millis(900), "closed after {waited:?}");
+        let _ = connection.await;
+    });
+    assert!(
+        server.wait_for_log(
+            "a response waited 1s for the client to open its flow-control window",
+            SLACK
+        ),
+        "{}",
+        server.log()
+    );
     // Other connections are not affected.
     assert_eq!(curl(&["--http2-prior-knowledge", &server.url("/hello")]).status, 200);
 }
