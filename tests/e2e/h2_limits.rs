@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hyper::Request;
 
-use crate::support::client::curl;
+use crate::support::client::{block_on, curl, h2c_get};
 use crate::support::components::python_fixtures;
 use crate::support::server::Server;
 
@@ -93,19 +93,8 @@ fn a_client_that_never_opens_its_window_is_disconnected_after_the_io_timeout() {
             "1s",
         ],
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-        let connection = tokio::spawn(connection);
-        let request = Request::get(format!("http://{}/static/big.bin", server.addr))
-            .body(())
-            .unwrap();
-        let (response, _) = client.send_request(request, true).unwrap();
-        let response = response.await.unwrap();
+    block_on(async {
+        let response = h2c_get(server.addr, "/static/big.bin").await;
         assert_eq!(response.status(), 200);
         // Read what the window lets through and never give it back: the socket
         // stays readable, so only the stream is stalled.
@@ -125,7 +114,6 @@ fn a_client_that_never_opens_its_window_is_disconnected_after_the_io_timeout() {
         assert!(received < 8 << 20, "{received}");
         eprintln!("the body ended with: {end}");
         assert!(waited >= Duration::from_millis(900), "closed after {waited:?}");
-        let _ = connection.await;
     });
     assert!(
         server.wait_for_log(

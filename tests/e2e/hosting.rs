@@ -461,10 +461,7 @@ print(json.dumps(seen))
     for deploy in 1..=10 {
         deploy_file(&versions[deploy % 2], &component);
         let log_before = count(&server.log(), "app site deployed");
-        Command::new("kill")
-            .args(["-HUP", &server.pid().to_string()])
-            .status()
-            .unwrap();
+        server.signal("HUP");
         let deadline = Instant::now() + RELOAD_TIMEOUT;
         while count(&server.log(), "app site deployed") == log_before {
             assert!(Instant::now() < deadline, "deploy {deploy} not done:\n{}", server.log());
@@ -475,10 +472,7 @@ print(json.dumps(seen))
     // The tenth deploy put the fixtures back; now a broken one.
     std::fs::write(dir.path().join("broken.wasm"), b"not a component").unwrap();
     deploy_file(&dir.path().join("broken.wasm"), &component);
-    Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
+    server.signal("HUP");
     assert!(
         server.wait_for_log(
             "app site: new version refused, the old one keeps serving",
@@ -521,54 +515,34 @@ fn sighup_adds_and_removes_tenants() {
     assert_eq!(get(&server, "one.test", "/hello").status, 200);
     assert_eq!(get(&server, "two.test", "/hello").status, 404);
 
-    std::fs::write(
-        &config,
+    // Rewrites the config, sends SIGHUP and waits for `outcome` in the log.
+    let reload = |text: String, outcome: &str| {
+        std::fs::write(&config, text).unwrap();
+        server.signal("HUP");
+        assert!(server.wait_for_log(outcome, RELOAD_TIMEOUT), "{}", server.log());
+    };
+    reload(
         format!("max-memory = \"128MiB\"\ninstances = 1\n{}", app("two")),
-    )
-    .unwrap();
-    Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        server.wait_for_log("reloaded: 1 apps (1 added, 0 changed, 1 removed", RELOAD_TIMEOUT),
-        "{}",
-        server.log()
+        "reloaded: 1 apps (1 added, 0 changed, 1 removed",
     );
     assert_eq!(get(&server, "two.test", "/hello").status, 200);
     assert_eq!(get(&server, "one.test", "/hello").status, 404);
     assert!(!server.log().contains("server options changed"), "{}", server.log());
 
     // Server options are read at start only; a reload that finds them changed says so.
-    std::fs::write(
-        &config,
+    reload(
         format!(
             "max-connections = 5\nmax-memory = \"128MiB\"\ninstances = 1\n{}",
             app("two")
         ),
-    )
-    .unwrap();
-    Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        server.wait_for_log("the server options changed", RELOAD_TIMEOUT),
-        "{}",
-        server.log()
+        "the server options changed",
     );
     assert_eq!(get(&server, "two.test", "/hello").status, 200);
 
     // A config that no longer parses changes nothing.
-    std::fs::write(&config, "[apps.three]\ncomponent = 3\n").unwrap();
-    Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        server.wait_for_log("reload refused, nothing changed", RELOAD_TIMEOUT),
-        "{}",
-        server.log()
+    reload(
+        "[apps.three]\ncomponent = 3\n".into(),
+        "reload refused, nothing changed",
     );
     assert_eq!(get(&server, "two.test", "/hello").status, 200);
 }

@@ -1,5 +1,6 @@
-//! Real HTTP clients: curl, Python's http.client, and raw sockets for what
-//! well-behaved clients never send.
+//! Real HTTP clients: curl, Python's http.client, the h2 crate's client (for
+//! HTTP/2 flow control and PINGs), and raw sockets for what well-behaved clients
+//! never send.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -219,4 +220,25 @@ pub fn environ_of(body: &[u8]) -> serde_json::Value {
         }
     }
     serde_json::Value::Object(plain)
+}
+
+/// Runs an async test body on a runtime of its own (the tests are sync).
+pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body)
+}
+
+/// GET `path` over a new HTTP/2 prior-knowledge (h2c) connection, on the current
+/// runtime: the response once its head is in. Its body's flow-control window is
+/// given back only when the caller releases capacity.
+pub async fn h2c_get(addr: SocketAddr, path: &str) -> hyper::Response<h2::RecvStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get(format!("http://{addr}{path}")).body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    response.await.unwrap()
 }
