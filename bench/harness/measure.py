@@ -41,7 +41,7 @@ def load_run(spec, app, duration, warmup, log_name):
     """Starts the server, checks one response, reads its idle memory, then warms it up
     and measures it under wrk. Returns a row: one that could not be measured has `ok`
     false and an `error`; a measured one with something wrong (guest traps, non-2xx
-    responses) has a `problem`."""
+    responses, socket errors) has a `problem`."""
     row = {"app": app, "server": spec.server, "argv": " ".join(spec.argv[1:]), "ok": False}
     try:
         with Running(spec, log_name) as server:
@@ -81,6 +81,10 @@ def load_run(spec, app, duration, warmup, log_name):
                 problems.append(f"{row['traps']} guest traps (`trap:` lines in {server.log_path})")
             if result.non_2xx:
                 problems.append(f"{result.non_2xx} responses were not 2xx/3xx")
+            if result.socket_errors:
+                # Cut or refused connections are requests that failed as surely
+                # as a 500, and they make req/s look better than it was.
+                problems.append(f"wrk saw socket errors ({result.socket_error_detail})")
             if problems:
                 row["problem"] = "; ".join(problems)
     except (ServerError, LoadError, CheckError, OSError) as err:
