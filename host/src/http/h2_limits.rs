@@ -30,6 +30,11 @@ use hyper::server::conn::http2;
 use hyper::service::HttpService;
 use tokio::sync::Notify;
 
+/// The shortest pause between two looks for stalled streams, whatever --io-timeout
+/// says: a timer per connection every 10 ms costs nothing worth counting, where a
+/// sub-millisecond --io-timeout would otherwise have the check spin.
+const MIN_STALL_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
 /// The streams of one connection that have a request in the server or a response
 /// body still being sent.
 #[derive(Default)]
@@ -60,10 +65,11 @@ impl Streams {
     }
 
     /// Resolves once a stream has waited `limit` for hyper to take more of its
-    /// body (checked a few times per limit: the close comes at most a quarter late).
+    /// body (checked four times per limit: the close comes at most a quarter late).
     async fn stalled_for(&self, limit: Duration) {
+        let interval = (limit / 4).max(MIN_STALL_CHECK_INTERVAL);
         loop {
-            tokio::time::sleep(limit / 4).await;
+            tokio::time::sleep(interval).await;
             let waiting = self.waiting.lock().unwrap();
             if waiting.values().any(|since| since.elapsed() >= limit) {
                 return;
