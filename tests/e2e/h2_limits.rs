@@ -126,3 +126,60 @@ fn a_client_that_never_opens_its_window_is_disconnected_after_the_io_timeout() {
     // Other connections are not affected.
     assert_eq!(curl(&["--http2-prior-knowledge", &server.url("/hello")]).status, 200);
 }
+
+#[test]
+fn a_slow_h2_client_that_keeps_reading_gets_the_whole_response() {
+    let server = Server::start(&python_fixtures(), &["--io-timeout", "500ms"]);
+    block_on(async {
+        // 1 MiB in one write: the host streams it in 256 KiB blocks.
+        let response = h2c_get(server.addr, "/big_write?mb=1").await;
+        assert_eq!(response.status(), 200);
+        // Read at ~320 KB/s: a block takes ~0.8 s to go out, more than
+        // --io-timeout, but data keeps moving, so the stream is not stalled.
+        let started = Instant::now();
+        let mut body = response.into_body();
+        let mut received = 0;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap_or_else(|e| panic!("cut after {received} bytes, {:?}: {e}", started.elapsed()));
+            received += chunk.len();
+            tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / 320_000.0)).await;
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        assert_eq!(received, 1 << 20);
+        assert!(started.elapsed() > Duration::from_secs(2), "{:?}", started.elapsed());
+    });
+    assert!(!server.log().contains("flow-control window"), "{}", server.log());
+}
+
+#[test]
+fn a_response_whose_last_bytes_never_get_window_does_not_keep_its_connection() {
+    // --header-timeout is the idle time: once no stream is open here, the
+    // connection is asked to close; --io-timeout is how long it may then linger.
+    let server = Server::start(&python_fixtures(), &["--header-timeout", "1s", "--io-timeout", "1s"]);
+    block_on(async {
+        // 64 KiB whole: one byte more than the 65,535-byte window a client starts
+        // with. The body hands its last piece over with window for all but that
+        // byte, so the stream ends here while the byte waits in hyper's buffer.
+        let response = h2c_get(server.addr, "/big_write?whole=64").await;
+        assert_eq!(response.status(), 200);
+        let started = Instant::now();
+        let mut body = response.into_body();
+        let mut received = 0;
+        // Never give the window back.
+        let end = loop {
+            match tokio::time::timeout(IDLE + SLACK, body.data()).await {
+                Ok(Some(Ok(chunk))) => received += chunk.len(),
+                Ok(Some(Err(e))) => break e,
+                Ok(None) => panic!("the body ended cleanly after {received} bytes"),
+                Err(_) => panic!("still open after {:?}", started.elapsed()),
+            }
+        };
+        eprintln!("the body ended with: {end} after {:?}", started.elapsed());
+        assert_eq!(received, 65_535);
+    });
+    assert!(
+        server.wait_for_log("for the client to open its flow-control window", SLACK),
+        "{}",
+        server.log()
+    );
+}

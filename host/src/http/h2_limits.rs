@@ -11,10 +11,14 @@
 //! Stalled streams. A client that reads the socket but never opens its
 //! flow-control window (no WINDOW_UPDATE) stops a response without stopping the
 //! socket, so the connection's write deadline never fires and the stream, with its
-//! queued data, stays open for good. So each stream notes when it handed hyper data
-//! that hyper has not come back for; one that waits longer than --io-timeout has
-//! the whole connection closed (a client that withholds the window is broken or
-//! hostile; the cut streams end as resets, never as whole responses).
+//! queued data, stays open for good. So each response body hands hyper its data in
+//! frame-sized pieces and notes when it handed one over: hyper comes back for the
+//! next once that piece had window to be sent, so a piece left waiting longer than
+//! --io-timeout means the client stopped taking data, and the whole connection is
+//! closed (a client that withholds the window is broken or hostile; its streams end
+//! cut, never looking whole). The last piece of a body can still wait in hyper's
+//! buffers after the body ended; such a connection soon has no stream open here,
+//! goes idle, and is closed if it has not finished --io-timeout after being asked.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::rt::bounds::Http2ServerConnExec;
 use hyper::server::conn::http2;
@@ -105,51 +110,71 @@ impl Drop for OpenStream {
 }
 
 /// A response body that keeps its stream open and notes, for `stalled_for`, when
-/// it handed hyper a frame: hyper polls again once the window has room, so a long
-/// wait for that next poll is a stalled stream. A body with nothing ready (a guest
-/// still working) is not waiting on the client.
+/// it handed hyper a piece of data: hyper polls again once that piece had window
+/// to be sent, so a long wait for the next poll is a stalled stream. A body with
+/// nothing ready (a guest still working) is not waiting on the client.
 pub struct Watched<B> {
     body: B,
     stream: OpenStream,
-    /// Whether a frame went out. From then on the body does not say it has ended
-    /// before hyper polls it again: otherwise hyper would send the last frame with
-    /// END_STREAM and drop the body while the frame still waits for the window,
-    /// and the stall would go unseen.
-    sent: bool,
+    /// What is left of a data frame larger than WATCHED_SLICE_BYTES.
+    rest: Bytes,
 }
+
+/// Data is handed to hyper in pieces of at most this much, HTTP/2's default frame
+/// size (RFC 9113 section 4.2). hyper asks for the next piece once the last has
+/// window, so a slow client that keeps taking data restarts the stall clock every
+/// 16 KiB: it is cut below 16 KiB per --io-timeout, not below a whole 256 KiB block
+/// per --io-timeout (4.4 KB/s with the default 60 s).
+const WATCHED_SLICE_BYTES: usize = 16 * 1024;
 
 impl<B> Watched<B> {
     pub fn new(body: B, stream: OpenStream) -> Watched<B> {
         Watched {
             body,
             stream,
-            sent: false,
+            rest: Bytes::new(),
         }
     }
 }
 
-impl<B: Body + Unpin> Body for Watched<B> {
-    type Data = B::Data;
+impl<B: Body<Data = Bytes> + Unpin> Body for Watched<B> {
+    type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
         let mut waiting = this.stream.streams.waiting.lock().unwrap();
         waiting.remove(&this.stream.id);
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = frame {
-            waiting.insert(this.stream.id, Instant::now());
-            this.sent = true;
-        }
-        frame
+        let frame = if this.rest.is_empty() {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        this.rest = data;
+                        Frame::data(this.rest.split_to(this.rest.len().min(WATCHED_SLICE_BYTES)))
+                    }
+                    Err(frame) => frame,
+                },
+                other => return other,
+            }
+        } else {
+            Frame::data(this.rest.split_to(this.rest.len().min(WATCHED_SLICE_BYTES)))
+        };
+        waiting.insert(this.stream.id, Instant::now());
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.sent && self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let (inner, rest) = (self.body.size_hint(), self.rest.len() as u64);
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -190,13 +215,21 @@ where
     tokio::pin!(idle);
     let stalled = streams.stalled_for(stall_limit);
     tokio::pin!(stalled);
+    // Set once the connection went idle and was asked to close: a response whose
+    // last bytes still wait in hyper's buffers for window (its body, and so its
+    // stream here, already ended) keeps it open, so it gets `stall_limit` more.
+    let lingering = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(lingering);
     let mut closing = false;
     loop {
         tokio::select! {
             _ = connection.as_mut() => return Ended::Closed,
             _ = &mut stalled => return Ended::Stalled,
+            _ = &mut lingering, if closing => return Ended::Stalled,
             _ = &mut shutdown, if !closing => {}
-            _ = &mut idle, if !closing => {}
+            _ = &mut idle, if !closing => {
+                lingering.as_mut().reset(tokio::time::Instant::now() + stall_limit);
+            }
         }
         closing = true;
         connection.as_mut().graceful_shutdown();
