@@ -19,6 +19,25 @@ const IDLE: Duration = Duration::from_secs(2);
 /// CI machine may be loaded.
 const SLACK: Duration = Duration::from_secs(8);
 
+/// Reads `body` without ever giving its window back, until the server cuts it:
+/// the bytes it got. A clean end fails the test (a cut response must not look
+/// whole), and so does a stream still open after IDLE + SLACK.
+async fn read_until_cut(mut body: h2::RecvStream) -> usize {
+    let started = Instant::now();
+    let mut received = 0;
+    loop {
+        match tokio::time::timeout(IDLE + SLACK, body.data()).await {
+            Ok(Some(Ok(chunk))) => received += chunk.len(),
+            Ok(Some(Err(e))) => {
+                eprintln!("cut after {received} bytes, {:?}: {e}", started.elapsed());
+                return received;
+            }
+            Ok(None) => panic!("the body ended cleanly after {received} bytes"),
+            Err(_) => panic!("still open after {:?}", started.elapsed()),
+        }
+    }
+}
+
 #[test]
 fn an_idle_h2_connection_answering_pings_is_closed_after_the_idle_timeout() {
     let server = Server::start(&python_fixtures(), &["--header-timeout", "2s"]);
@@ -99,20 +118,9 @@ fn a_client_that_never_opens_its_window_is_disconnected_after_the_io_timeout() {
         // Read what the window lets through and never give it back: the socket
         // stays readable, so only the stream is stalled.
         let started = Instant::now();
-        let mut body = response.into_body();
-        let mut received = 0;
-        // The cut must show: an error, never a clean end.
-        let end = loop {
-            match tokio::time::timeout(IDLE + SLACK, body.data()).await {
-                Ok(Some(Ok(chunk))) => received += chunk.len(),
-                Ok(Some(Err(e))) => break e,
-                Ok(None) => panic!("the body ended cleanly after {received} bytes"),
-                Err(_) => panic!("still stalled, not closed, after {:?}", started.elapsed()),
-            }
-        };
+        let received = read_until_cut(response.into_body()).await;
         let waited = started.elapsed();
         assert!(received < 8 << 20, "{received}");
-        eprintln!("the body ended with: {end}");
         assert!(waited >= Duration::from_millis(900), "closed after {waited:?}");
     });
     assert!(
@@ -162,20 +170,7 @@ fn a_response_whose_last_bytes_never_get_window_does_not_keep_its_connection() {
         // byte, so the stream ends here while the byte waits in hyper's buffer.
         let response = h2c_get(server.addr, "/big_write?whole=64").await;
         assert_eq!(response.status(), 200);
-        let started = Instant::now();
-        let mut body = response.into_body();
-        let mut received = 0;
-        // Never give the window back.
-        let end = loop {
-            match tokio::time::timeout(IDLE + SLACK, body.data()).await {
-                Ok(Some(Ok(chunk))) => received += chunk.len(),
-                Ok(Some(Err(e))) => break e,
-                Ok(None) => panic!("the body ended cleanly after {received} bytes"),
-                Err(_) => panic!("still open after {:?}", started.elapsed()),
-            }
-        };
-        eprintln!("the body ended with: {end} after {:?}", started.elapsed());
-        assert_eq!(received, 65_535);
+        assert_eq!(read_until_cut(response.into_body()).await, 65_535);
     });
     assert!(
         server.wait_for_log("for the client to open its flow-control window", SLACK),
