@@ -170,6 +170,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
     }
 }
 
+/// The client a connection log line names: its address, or what it is when it
+/// has none (a peer on a Unix socket).
+pub fn peer(remote: Option<SocketAddr>) -> String {
+    remote.map_or_else(|| "a Unix socket client".to_owned(), |addr| addr.to_string())
+}
+
 /// A socket whose writes fail once they have made no progress for `timeout` (the
 /// --io-timeout): a client that stops reading is disconnected, whoever produces the
 /// bytes it does not take (a guest's stream, which has its own write timeout, or a
@@ -208,10 +214,7 @@ impl<IO> WriteDeadline<IO> {
             return Poll::Pending;
         }
         let why = format!("the client did not read for {timeout:?}");
-        match self.remote {
-            Some(remote) => log::server(format_args!("closing the connection from {remote}: {why}")),
-            None => log::server(format_args!("closing a Unix socket connection: {why}")),
-        }
+        log::server(format_args!("closing the connection from {}: {why}", peer(self.remote)));
         Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
     }
 }

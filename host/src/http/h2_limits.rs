@@ -145,22 +145,19 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Watched<B> {
         let this = &mut *self;
         let mut waiting = this.stream.streams.waiting.lock().unwrap();
         waiting.remove(&this.stream.id);
-        let frame = if this.rest.is_empty() {
+        if this.rest.is_empty() {
             match Pin::new(&mut this.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        this.rest = data;
-                        Frame::data(this.rest.split_to(this.rest.len().min(WATCHED_SLICE_BYTES)))
-                    }
-                    Err(frame) => frame,
+                    Ok(data) => this.rest = data,
+                    // Trailers need no window: nothing to wait for.
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
                 other => return other,
             }
-        } else {
-            Frame::data(this.rest.split_to(this.rest.len().min(WATCHED_SLICE_BYTES)))
-        };
+        }
+        let piece = this.rest.split_to(this.rest.len().min(WATCHED_SLICE_BYTES));
         waiting.insert(this.stream.id, Instant::now());
-        Poll::Ready(Some(Ok(frame)))
+        Poll::Ready(Some(Ok(Frame::data(piece))))
     }
 
     fn is_end_stream(&self) -> bool {

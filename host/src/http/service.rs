@@ -267,9 +267,9 @@ impl Shared {
             let ended =
                 h2_limits::serve(&self.protocols.http2, io, service, streams, idle, stall_limit, shutdown).await;
             if let Ended::Stalled = ended {
-                let peer = remote.map_or("a Unix socket client".to_owned(), |addr| addr.to_string());
                 log::server(format!(
-                    "closing the HTTP/2 connection from {peer}: a response waited {stall_limit:?} for the client to open its flow-control window"
+                    "closing the HTTP/2 connection from {}: a response waited {stall_limit:?} for the client to open its flow-control window",
+                    connection::peer(remote)
                 ));
             }
         } else {

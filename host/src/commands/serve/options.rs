@@ -174,14 +174,11 @@ impl AppOptions {
         }
         // Counts the flags' parsers would take as 0 mean nothing here; said at
         // start, whichever layer (flag, app argument, config file) gave them.
-        let counts = [
+        refuse_zero_counts(&[
             ("instances", self.instances.map(|n| n as u64)),
             ("max-requests", self.max_requests),
             ("record-sample", self.record_sample),
-        ];
-        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == Some(0)) {
-            return Err(format!("{name} must be at least 1"));
-        }
+        ])?;
         let cpu_timeout = self.cpu_timeout.unwrap_or(DEFAULT_CPU_TIMEOUT);
         if cpu_timeout < EPOCH_TICK {
             // CPU time is counted in ticks: a shorter budget could not be kept.
@@ -390,6 +387,14 @@ pub struct ServerOptions {
     pub forwarded_allow_ips: Vec<TrustedPeer>,
 }
 
+/// The first of these counts that was given as 0, refused by its option's name.
+fn refuse_zero_counts(counts: &[(&str, Option<u64>)]) -> Result<(), String> {
+    match counts.iter().find(|(_, value)| *value == Some(0)) {
+        Some((name, _)) => Err(format!("{name} must be at least 1")),
+        None => Ok(()),
+    }
+}
+
 /// A list the command line gives replaces the file's.
 fn pick<T: Clone>(file: &[T], command_line: &[T]) -> Vec<T> {
     if command_line.is_empty() { file } else { command_line }.to_vec()
@@ -444,13 +449,10 @@ impl ServerOptions {
     /// of 0 (a server that never accepts, an engine without a slot) or a timeout of
     /// 0 (every client timed out at once) is a mistake, not a setting.
     pub fn check(&self) -> Result<(), String> {
-        let counts = [
-            ("max-connections", self.max_connections),
-            ("total-instances", self.total_instances),
-        ];
-        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == Some(0)) {
-            return Err(format!("{name} must be at least 1"));
-        }
+        refuse_zero_counts(&[
+            ("max-connections", self.max_connections.map(u64::from)),
+            ("total-instances", self.total_instances.map(u64::from)),
+        ])?;
         let timeouts = [("header-timeout", self.header_timeout), ("io-timeout", self.io_timeout)];
         if let Some((name, _)) = timeouts.iter().find(|(_, value)| value.is_some_and(|t| t.is_zero())) {
             return Err(format!("{name} must be more than 0"));
