@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use wsgi_wasm::runtime::engine::{EngineSettings, REQUEST_ISOLATION_KEEP_RESIDENT};
 use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime};
+use wsgi_wasm::wsgi::body::ClientProgress;
 use wsgi_wasm::wsgi::environ;
 use wsgi_wasm::wsgi::exchange::{Exchange, Outcome};
 use wsgi_wasm::wsgi::request_body::RequestBody;
@@ -18,7 +19,12 @@ use wsgi_wasm::wsgi::request_body::RequestBody;
 async fn run(app: &std::sync::Arc<App>, n: usize, path: &str) -> Duration {
     let started = Instant::now();
     for _ in 0..n {
-        let (exchange, reply) = Exchange::new(RequestBody::from_bytes(Vec::new()), false, Duration::from_secs(10));
+        let (exchange, reply) = Exchange::new(
+            RequestBody::from_bytes(Vec::new()),
+            false,
+            Duration::from_secs(10),
+            ClientProgress::default(),
+        );
         // The body is read while the app writes it: a streamed response larger
         // than the exchange's buffer waits for its reader.
         let call = async {

@@ -222,6 +222,63 @@ fn client_that_stops_reading_frees_the_instance_after_the_io_timeout() {
 }
 
 #[test]
+fn client_that_reads_slowly_but_steadily_gets_the_whole_response() {
+    // The kernel wakes a blocked writer only once half the socket's send buffer
+    // (MiBs on loopback) has drained, and the app's write waits for a whole 256 KiB
+    // block to be taken: at ~1 MB/s neither happens within a 1 s --io-timeout,
+    // though the client never stops reading. Both must count its reading.
+    let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    set_receive_buffer(&slow, 64 << 10);
+    slow.write_all(b"GET /big_write?mb=7 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = vec![0; 64 << 10];
+    loop {
+        let n = slow.read(&mut buf).expect("the server sends until the end");
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still reading after a minute"
+        );
+    }
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let body_bytes = received.iter().filter(|&&b| b == 1).count();
+    assert_eq!(
+        body_bytes,
+        7 << 20,
+        "cut after {} bytes: {}",
+        received.len(),
+        server.log()
+    );
+    assert!(received.ends_with(b"\r\n0\r\n\r\n"));
+    assert!(!server.log().contains("did not read"), "{}", server.log());
+}
+
+/// Shrinks a connected socket's receive buffer, so the client's kernel holds little
+/// and the server's writes wait on the client's reads.
+fn set_receive_buffer(stream: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt reads one int from `bytes` on an open socket.
+    let done = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(done, 0, "setsockopt SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
+
+#[test]
 fn an_h2_response_cut_by_the_io_timeout_ends_in_an_error_not_a_clean_end() {
     let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
     block_on(async {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use wsgi_wasm::runtime::{App, AppConfig, Isolation, Runtime, engine};
+use wsgi_wasm::wsgi::body::ClientProgress;
 use wsgi_wasm::wsgi::environ::Environ;
 use wsgi_wasm::wsgi::exchange::{Exchange, Outcome};
 use wsgi_wasm::wsgi::request_body::RequestBody;
@@ -49,7 +50,12 @@ fn environ(method: &str, path: &str, query: &str) -> Environ {
 }
 
 async fn call(app: &std::sync::Arc<App>, env: Environ, body: &[u8]) -> (u16, Vec<u8>, Outcome) {
-    let (exchange, reply) = Exchange::new(RequestBody::from_bytes(body.to_vec()), false, Duration::from_secs(10));
+    let (exchange, reply) = Exchange::new(
+        RequestBody::from_bytes(body.to_vec()),
+        false,
+        Duration::from_secs(10),
+        ClientProgress::default(),
+    );
     let done = app.call(env, exchange).await;
     let outcome = done.outcome;
     done.exchange.finish(&outcome).await;

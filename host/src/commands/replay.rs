@@ -17,6 +17,7 @@ use wsgi_wasm::log;
 use wsgi_wasm::runtime::cache;
 use wsgi_wasm::runtime::engine::EngineSettings;
 use wsgi_wasm::runtime::{App, AppConfig, Grants, Isolation, Runtime};
+use wsgi_wasm::wsgi::body::ClientProgress;
 use wsgi_wasm::wsgi::exchange::{Exchange, Outcome};
 use wsgi_wasm::wsgi::recording::{RecordedResponse, Recording};
 use wsgi_wasm::wsgi::request_body::RequestBody;
@@ -187,7 +188,7 @@ async fn replay(app: Arc<App>, recording: &Recording) -> Result<(RecordedRespons
     let method = recording.environ.iter().find(|(k, _)| k == "REQUEST_METHOD");
     let is_head = method.is_some_and(|(_, v)| v == "HEAD");
     let body = RequestBody::from_bytes(recording.request_body.clone());
-    let (exchange, reply) = Exchange::new(body, is_head, DEFAULT_CPU_TIMEOUT);
+    let (exchange, reply) = Exchange::new(body, is_head, DEFAULT_CPU_TIMEOUT, ClientProgress::default());
     let environ = recording
         .environ
         .iter()

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,9 +14,10 @@ use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::log;
+use crate::wsgi::body::ClientProgress;
 
 use super::service::{Limits, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, READ_BUFFER_BYTES};
 
@@ -178,24 +180,54 @@ pub fn peer(remote: Option<SocketAddr>) -> String {
 
 /// A socket whose writes fail once they have made no progress for `timeout` (the
 /// --io-timeout): a client that stops reading is disconnected, whoever produces the
-/// bytes it does not take (a guest's stream, which has its own write timeout, or a
-/// body hyper sends by itself: a static file, a whole small body, an error page).
-/// Without it such a client would hold its connection slot for as long as it likes.
+/// bytes it does not take (a guest's stream, or a body hyper sends by itself: a
+/// static file, a whole small body, an error page). Without it such a client would
+/// hold its connection slot for as long as it likes.
+///
+/// Progress is the client taking bytes, not this socket becoming writable: the
+/// kernel wakes a blocked writer only once half its send buffer (which grows to
+/// several MiB) has drained, so a client reading slowly but steadily would look
+/// stalled for seconds at a time. When the timeout passes, the kernel's send queue
+/// is measured; if it shrank since the write blocked, the client is reading and the
+/// wait starts again.
 pub struct WriteDeadline<IO> {
     io: IO,
     timeout: Duration,
     /// For the log line when the deadline passes (None: a Unix socket peer).
     remote: Option<SocketAddr>,
-    /// Running while a write is stalled; reset by any progress.
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// The connection's socket, for the size of its send queue.
+    socket: RawFd,
+    /// Moved on each sign that the client takes bytes; streamed bodies watch it.
+    progress: ClientProgress,
+    /// Set while a write is blocked.
+    stalled: Option<Stall>,
+}
+
+/// A blocked write, looked at `stall_check_interval` apart.
+struct Stall {
+    next_look: Pin<Box<Sleep>>,
+    /// When the client was last seen taking bytes (or the write blocked).
+    since: Instant,
+    /// The send queue's size at the last look.
+    queued: Option<usize>,
 }
 
 impl<IO> WriteDeadline<IO> {
-    pub fn new(io: IO, timeout: Duration, remote: Option<SocketAddr>) -> WriteDeadline<IO> {
+    /// `socket` must be the descriptor of the socket `io` writes to; `io` owns it,
+    /// so it stays open as long as this wrapper.
+    pub fn new(
+        io: IO,
+        timeout: Duration,
+        remote: Option<SocketAddr>,
+        socket: RawFd,
+        progress: ClientProgress,
+    ) -> WriteDeadline<IO> {
         WriteDeadline {
             io,
             timeout,
             remote,
+            socket,
+            progress,
             stalled: None,
         }
     }
@@ -204,19 +236,55 @@ impl<IO> WriteDeadline<IO> {
     fn check<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if result.is_ready() {
             self.stalled = None;
+            self.progress.advance();
             return result;
         }
-        let timeout = self.timeout;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        if stalled.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
+        let (timeout, socket) = (self.timeout, self.socket);
+        let interval = stall_check_interval(timeout);
+        let stall = self.stalled.get_or_insert_with(|| Stall {
+            next_look: Box::pin(tokio::time::sleep(interval)),
+            since: Instant::now(),
+            queued: unsent_bytes(socket),
+        });
+        // Looked at several times per timeout, so the progress reaches a streamed
+        // body's writer (which waits the same timeout) before it gives up.
+        while stall.next_look.as_mut().poll(cx).is_ready() {
+            let queued = unsent_bytes(socket);
+            if matches!((stall.queued, queued), (Some(before), Some(now)) if now < before) {
+                self.progress.advance();
+                stall.since = Instant::now();
+            }
+            stall.queued = queued;
+            if stall.since.elapsed() >= timeout {
+                let why = format!("the client did not read for {timeout:?}");
+                log::server(format_args!("closing the connection from {}: {why}", peer(self.remote)));
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
+            }
+            stall.next_look.as_mut().reset(Instant::now() + interval);
         }
-        let why = format!("the client did not read for {timeout:?}");
-        log::server(format_args!("closing the connection from {}: {why}", peer(self.remote)));
-        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+        Poll::Pending
     }
+}
+
+/// The shortest pause between two looks for a stall, whatever --io-timeout says: a
+/// timer per connection every 10 ms costs nothing worth counting, where a
+/// sub-millisecond --io-timeout would otherwise have the check spin.
+const MIN_STALL_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often a stall bounded by `limit` is looked at: four times per limit, so the
+/// close comes at most a quarter late and progress is seen well within the limit.
+pub fn stall_check_interval(limit: Duration) -> Duration {
+    (limit / 4).max(MIN_STALL_CHECK_INTERVAL)
+}
+
+/// Bytes in the socket's send queue: written by us, not yet taken by the client
+/// (for TCP, not yet acknowledged). None if the kernel will not say.
+fn unsent_bytes(socket: RawFd) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) on a socket writes one int to `queued`; the
+    // descriptor is open while the WriteDeadline that owns its stream lives.
+    let done = unsafe { libc::ioctl(socket, libc::TIOCOUTQ, &mut queued) };
+    (done == 0).then_some(queued as usize)
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for WriteDeadline<IO> {

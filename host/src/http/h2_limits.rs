@@ -35,10 +35,7 @@ use hyper::server::conn::http2;
 use hyper::service::HttpService;
 use tokio::sync::Notify;
 
-/// The shortest pause between two looks for stalled streams, whatever --io-timeout
-/// says: a timer per connection every 10 ms costs nothing worth counting, where a
-/// sub-millisecond --io-timeout would otherwise have the check spin.
-const MIN_STALL_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+use super::connection;
 
 /// The streams of one connection that have a request in the server or a response
 /// body still being sent.
@@ -72,7 +69,7 @@ impl Streams {
     /// Resolves once a stream has waited `limit` for hyper to take more of its
     /// body (checked four times per limit: the close comes at most a quarter late).
     async fn stalled_for(&self, limit: Duration) {
-        let interval = (limit / 4).max(MIN_STALL_CHECK_INTERVAL);
+        let interval = connection::stall_check_interval(limit);
         loop {
             tokio::time::sleep(interval).await;
             let waiting = self.waiting.lock().unwrap();

@@ -1,6 +1,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use super::static_files::StaticMount;
 use super::tls::Tls;
 use crate::log;
 use crate::metrics::Metrics;
-use crate::wsgi::body::ResponseBody;
+use crate::wsgi::body::{ClientProgress, ResponseBody};
 use crate::wsgi::environ::{self, RequestHead, ServerInfo};
 use crate::wsgi::exchange::{BODY_TOO_LARGE_BODY, Exchange, Outcome, Summary, error_response};
 use crate::wsgi::request_body::RequestBody;
@@ -203,6 +204,10 @@ impl Shared {
         let shared = self.clone();
         let header_timeout = self.server.limits.header_timeout;
         tokio::spawn(async move {
+            let socket = match &stream {
+                Accepted::Tcp(stream, _) => stream.as_raw_fd(),
+                Accepted::Unix(stream) => stream.as_raw_fd(),
+            };
             match (stream, tls) {
                 (Accepted::Tcp(stream, remote), Some(tls)) => {
                     // The handshake is part of the request head: a client gets the
@@ -210,16 +215,20 @@ impl Shared {
                     let accepted = tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)).await;
                     let Ok(Ok(stream)) = accepted else { return };
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    shared.drive(stream, h2, Some(remote), true, info, watcher, stop).await;
+                    shared
+                        .drive(stream, socket, h2, Some(remote), true, info, watcher, stop)
+                        .await;
                 }
                 (Accepted::Tcp(stream, remote), None) => {
                     if let Some((h2, stream)) = connection::sniff(stream, header_timeout).await {
-                        shared.drive(stream, h2, Some(remote), false, info, watcher, stop).await;
+                        shared
+                            .drive(stream, socket, h2, Some(remote), false, info, watcher, stop)
+                            .await;
                     }
                 }
                 (Accepted::Unix(stream), _) => {
                     if let Some((h2, stream)) = connection::sniff(stream, header_timeout).await {
-                        shared.drive(stream, h2, None, false, info, watcher, stop).await;
+                        shared.drive(stream, socket, h2, None, false, info, watcher, stop).await;
                     }
                 }
             }
@@ -231,6 +240,7 @@ impl Shared {
     async fn drive<IO>(
         self: Arc<Self>,
         io: IO,
+        socket: RawFd,
         h2: bool,
         remote: Option<SocketAddr>,
         https: bool,
@@ -241,7 +251,9 @@ impl Shared {
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let shared = self.clone();
-        let io = TokioIo::new(WriteDeadline::new(io, self.server.limits.io_timeout, remote));
+        let progress = ClientProgress::default();
+        let timeout = self.server.limits.io_timeout;
+        let io = TokioIo::new(WriteDeadline::new(io, timeout, remote, socket, progress.clone()));
         // Client errors (resets, bad requests, timeouts) end only this connection.
         if h2 {
             let streams = Arc::new(h2_limits::Streams::default());
@@ -250,8 +262,9 @@ impl Shared {
                 let shared = shared.clone();
                 let info = info.clone();
                 let stream = open.open();
+                let progress = progress.clone();
                 async move {
-                    let response = shared.handle(req, &info, remote, https).await;
+                    let response = shared.handle(req, &info, remote, https, progress).await;
                     // The stream stays open until its body is sent or dropped.
                     Ok::<_, Infallible>(response.map(|body| Watched::new(body, stream)))
                 }
@@ -276,7 +289,8 @@ impl Shared {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
                 let info = info.clone();
-                async move { Ok::<_, Infallible>(shared.handle(req, &info, remote, https).await) }
+                let progress = progress.clone();
+                async move { Ok::<_, Infallible>(shared.handle(req, &info, remote, https, progress).await) }
             });
             let _ = watcher.watch(self.protocols.http1.serve_connection(io, service)).await;
         }
@@ -304,6 +318,7 @@ impl Shared {
         info: &ServerInfo,
         remote: Option<SocketAddr>,
         https: bool,
+        progress: ClientProgress,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let server = &self.server;
@@ -389,7 +404,7 @@ impl Shared {
         };
         let environ = environ::build(&head, info, &mount.point, &client);
         let body = RequestBody::new(incoming, server.limits.max_body_size, server.limits.io_timeout);
-        let (exchange, reply) = Exchange::new(body, parts.method == Method::HEAD, server.limits.io_timeout);
+        let (exchange, reply) = Exchange::new(body, parts.method == Method::HEAD, server.limits.io_timeout, progress);
 
         let this = self.clone();
         tokio::spawn(async move {

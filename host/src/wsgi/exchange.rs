@@ -16,7 +16,7 @@ use super::environ::SERVER_SOFTWARE;
 use super::recording::{RecordedResponse, Transcript};
 use super::request_body::{ReadError, RequestBody};
 use super::response::{MAX_RESPONSE_HEAD_BYTES, ResponseHead, latin1_body};
-use crate::wsgi::body::{self, BodyAborted, ResponseBody, StreamSender};
+use crate::wsgi::body::{self, BodyAborted, ClientProgress, ResponseBody, SendFailed, StreamSender};
 
 /// Longest packed response `call` may return (see wsgi.wit): a head within the
 /// head limit (its separators are fewer bytes than the ": " and CRLF the limit
@@ -81,7 +81,10 @@ pub struct Exchange {
     state: State,
     body: RequestBody,
     is_head: bool,
+    /// How long a body write may wait while the client takes nothing.
     write_timeout: Duration,
+    /// The client taking bytes on this connection, which keeps a write waiting.
+    progress: ClientProgress,
     status: StatusCode,
     body_bytes: u64,
     aborted: bool,
@@ -97,6 +100,7 @@ impl Exchange {
         body: RequestBody,
         is_head: bool,
         write_timeout: Duration,
+        progress: ClientProgress,
     ) -> (Self, oneshot::Receiver<Response<ResponseBody>>) {
         let (reply, rx) = oneshot::channel();
         let exchange = Exchange {
@@ -104,6 +108,7 @@ impl Exchange {
             body,
             is_head,
             write_timeout,
+            progress,
             status: StatusCode::INTERNAL_SERVER_ERROR,
             body_bytes: 0,
             aborted: false,
@@ -387,15 +392,15 @@ impl Exchange {
         let len = data.len() as u64;
         // Bytes is a reference count: the copy kept for the transcript is cheap.
         let recorded = self.transcript.is_some().then(|| data.clone());
-        match tokio::time::timeout(self.write_timeout, sender.send(Ok(data))).await {
-            Ok(Ok(())) => {
+        match sender.send(Ok(data), self.write_timeout, &self.progress).await {
+            Ok(()) => {
                 self.body_bytes += len;
                 if let (Some(transcript), Some(data)) = (&mut self.transcript, recorded) {
                     transcript.add_response_body(&data);
                 }
                 Ok(())
             }
-            failed => {
+            Err(failed) => {
                 // Dropping the sender without completing it cuts the response.
                 *tx = None;
                 self.aborted = true;
@@ -403,8 +408,8 @@ impl Exchange {
                     transcript.set_incomplete();
                 }
                 Err(match failed {
-                    Ok(_) => "client disconnected".into(),
-                    Err(_) => format!("client did not read the response for {:?}", self.write_timeout),
+                    SendFailed::Closed => "client disconnected".into(),
+                    SendFailed::Stalled => format!("client did not read the response for {:?}", self.write_timeout),
                 })
             }
         }
@@ -416,7 +421,9 @@ impl Exchange {
             transcript.set_incomplete();
         }
         if let State::Streaming { tx: Some(sender), .. } = &mut self.state {
-            let _ = tokio::time::timeout(self.write_timeout, sender.send(Err(BodyAborted(why)))).await;
+            let _ = sender
+                .send(Err(BodyAborted(why)), self.write_timeout, &self.progress)
+                .await;
         }
         self.state = State::Done;
     }
