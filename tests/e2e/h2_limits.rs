@@ -97,21 +97,8 @@ fn an_idle_h2_connection_answering_pings_is_closed_after_the_idle_timeout() {
 
 #[test]
 fn a_client_that_never_opens_its_window_is_disconnected_after_the_io_timeout() {
-    let dir = tempfile::tempdir().unwrap();
     // Far more than the 64 KiB window a client starts with.
-    std::fs::File::create(dir.path().join("big.bin"))
-        .unwrap()
-        .set_len(8 << 20)
-        .unwrap();
-    let server = Server::start(
-        &python_fixtures(),
-        &[
-            "--static",
-            &format!("/static={}", dir.path().display()),
-            "--io-timeout",
-            "1s",
-        ],
-    );
+    let (server, _dir) = Server::with_big_static_file(8 << 20, &["--io-timeout", "1s"]);
     block_on(async {
         let response = h2c_get(server.addr, "/static/big.bin").await;
         assert_eq!(response.status(), 200);

@@ -169,24 +169,9 @@ fn static_paths_cannot_leave_the_directory() {
 
 #[test]
 fn a_client_that_stops_reading_a_static_file_is_disconnected_after_the_io_timeout() {
-    let dir = tempfile::tempdir().unwrap();
     // Far more than the socket buffers hold, so the server's writes stall.
     const FILE_BYTES: u64 = 64 << 20;
-    std::fs::File::create(dir.path().join("big.bin"))
-        .unwrap()
-        .set_len(FILE_BYTES)
-        .unwrap();
-    let server = Server::start(
-        &python_fixtures(),
-        &[
-            "--static",
-            &format!("/static={}", dir.path().display()),
-            "--io-timeout",
-            "1s",
-            "--max-connections",
-            "1",
-        ],
-    );
+    let (server, _dir) = Server::with_big_static_file(FILE_BYTES, &["--io-timeout", "1s", "--max-connections", "1"]);
     let mut lazy = TcpStream::connect(server.addr).unwrap();
     lazy.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
         .unwrap();

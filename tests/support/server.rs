@@ -25,6 +25,24 @@ impl Server {
         Server::start_apps(&[wasm.to_str().unwrap()], args)
     }
 
+    /// A server of the Python fixtures that also serves `/static/big.bin`, a sparse
+    /// file of `bytes` zeros (`--static`), for tests of clients that stall; the
+    /// directory lives as long as the returned guard.
+    pub fn with_big_static_file(bytes: u64, args: &[&str]) -> (Server, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::File::create(dir.path().join("big.bin"))
+            .unwrap()
+            .set_len(bytes)
+            .unwrap();
+        let mount = format!("/static={}", dir.path().display());
+        let args: Vec<&str> = ["--static", &mount]
+            .iter()
+            .copied()
+            .chain(args.iter().copied())
+            .collect();
+        (Server::start(&super::components::python_fixtures(), &args), dir)
+    }
+
     /// Several apps in one server: each spec is `[PREFIX=]FILE[,KEY=VALUE...]`.
     pub fn start_apps(specs: &[&str], args: &[&str]) -> Server {
         Server::launch(Command::new(wsgi_wasm_bin()), specs, args)
