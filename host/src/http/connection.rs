@@ -18,6 +18,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::log;
 use crate::wsgi::body::ClientProgress;
+use crate::wsgi::request_body::MIN_BODY_RATE;
 
 use super::service::{Limits, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, READ_BUFFER_BYTES};
 
@@ -178,18 +179,18 @@ pub fn peer(remote: Option<SocketAddr>) -> String {
     remote.map_or_else(|| "a Unix socket client".to_owned(), |addr| addr.to_string())
 }
 
-/// A socket whose writes fail once they have made no progress for `timeout` (the
-/// --io-timeout): a client that stops reading is disconnected, whoever produces the
-/// bytes it does not take (a guest's stream, or a body hyper sends by itself: a
-/// static file, a whole small body, an error page). Without it such a client would
-/// hold its connection slot for as long as it likes.
+/// A socket whose writes fail once the client stops taking what they send: a
+/// client that takes nothing for `timeout` (the --io-timeout), or takes it slower
+/// than MIN_SEND_RATE, is disconnected, whoever produces the bytes (a guest's
+/// stream, or a body hyper sends by itself: a static file, a whole small body, an
+/// error page). Without it such a client would hold its connection slot for as
+/// long as it likes.
 ///
-/// Progress is the client taking bytes, not this socket becoming writable: the
-/// kernel wakes a blocked writer only once half its send buffer (which grows to
-/// several MiB) has drained, so a client reading slowly but steadily would look
-/// stalled for seconds at a time. When the timeout passes, the kernel's send queue
-/// is measured; if it shrank since the write blocked, the client is reading and the
-/// wait starts again.
+/// Taking bytes is not this socket becoming writable: the kernel wakes a blocked
+/// writer only once half its send buffer (which grows to several MiB) has drained,
+/// so a client reading slowly but steadily would look stalled for seconds at a
+/// time. While a write is blocked, the kernel's send queue is measured
+/// (`stall_check_interval` apart); what it shrank by is what the client took.
 pub struct WriteDeadline<IO> {
     io: IO,
     timeout: Duration,
@@ -206,10 +207,39 @@ pub struct WriteDeadline<IO> {
 /// A blocked write, looked at `stall_check_interval` apart.
 struct Stall {
     next_look: Pin<Box<Sleep>>,
+    /// When the write blocked.
+    began: Instant,
     /// When the client was last seen taking bytes (or the write blocked).
-    since: Instant,
+    last_taken: Instant,
+    /// Bytes the client took since the write blocked.
+    taken: u64,
     /// The send queue's size at the last look.
     queued: Option<usize>,
+}
+
+/// Slowest a client may take a response whose writes are blocked on it, on average
+/// over the time they are blocked: past --io-timeout, each 500 bytes taken buys one
+/// more second. The rule request bodies follow (MIN_BODY_RATE), for the same
+/// reason: a client that takes a few bytes just inside every --io-timeout (a tiny
+/// receive buffer does it) would otherwise hold its connection, and an app
+/// instance streaming to it, for as long as it likes.
+const MIN_SEND_RATE: u64 = MIN_BODY_RATE;
+
+impl Stall {
+    /// Why the connection should be closed now, if it should.
+    fn verdict(&self, timeout: Duration) -> Option<String> {
+        if self.last_taken.elapsed() >= timeout {
+            return Some(format!("the client did not read for {timeout:?}"));
+        }
+        let waited = self.began.elapsed();
+        let allowed = timeout.saturating_add(Duration::from_secs(self.taken / MIN_SEND_RATE));
+        (waited >= allowed).then(|| {
+            format!(
+                "the client took {} bytes in {waited:.1?}, slower than {MIN_SEND_RATE} bytes/s",
+                self.taken
+            )
+        })
+    }
 }
 
 impl<IO> WriteDeadline<IO> {
@@ -232,7 +262,7 @@ impl<IO> WriteDeadline<IO> {
         }
     }
 
-    /// Passes `result` on, unless the write has now been stalled for the timeout.
+    /// Passes `result` on, unless the write has now been stalled too long.
     fn check<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if result.is_ready() {
             self.stalled = None;
@@ -243,20 +273,24 @@ impl<IO> WriteDeadline<IO> {
         let interval = stall_check_interval(timeout);
         let stall = self.stalled.get_or_insert_with(|| Stall {
             next_look: Box::pin(tokio::time::sleep(interval)),
-            since: Instant::now(),
+            began: Instant::now(),
+            last_taken: Instant::now(),
+            taken: 0,
             queued: unsent_bytes(socket),
         });
         // Looked at several times per timeout, so the progress reaches a streamed
         // body's writer (which waits the same timeout) before it gives up.
         while stall.next_look.as_mut().poll(cx).is_ready() {
             let queued = unsent_bytes(socket);
-            if matches!((stall.queued, queued), (Some(before), Some(now)) if now < before) {
+            if let (Some(before), Some(now)) = (stall.queued, queued)
+                && now < before
+            {
                 self.progress.advance();
-                stall.since = Instant::now();
+                stall.last_taken = Instant::now();
+                stall.taken += (before - now) as u64;
             }
             stall.queued = queued;
-            if stall.since.elapsed() >= timeout {
-                let why = format!("the client did not read for {timeout:?}");
+            if let Some(why) = stall.verdict(timeout) {
                 log::server(format_args!("closing the connection from {}: {why}", peer(self.remote)));
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
             }
@@ -320,5 +354,45 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<IO> {
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A write blocked `waited` ago, whose client took `taken` bytes, the last of
+    /// them `quiet` ago.
+    fn stall(waited: Duration, taken: u64, quiet: Duration) -> Stall {
+        let now = Instant::now();
+        Stall {
+            next_look: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            began: now.checked_sub(waited).unwrap(),
+            last_taken: now.checked_sub(quiet).unwrap(),
+            taken,
+            queued: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blocked_write_is_given_up_when_the_client_stops_or_crawls() {
+        let secs = Duration::from_secs;
+        // Taking nothing: the timeout.
+        assert!(stall(secs(9), 0, secs(9)).verdict(TIMEOUT).is_none());
+        let stopped = stall(secs(10), 0, secs(10)).verdict(TIMEOUT).unwrap();
+        assert_eq!(stopped, "the client did not read for 10s");
+        // Taking 500 bytes/s or more: as long as it keeps on.
+        assert!(stall(secs(100), 500 * 91, secs(1)).verdict(TIMEOUT).is_none());
+        assert!(stall(secs(100), 10 << 20, secs(1)).verdict(TIMEOUT).is_none());
+        // Taking less: each 500 bytes bought a second past the timeout.
+        let crawled = stall(secs(100), 500 * 89, secs(1)).verdict(TIMEOUT).unwrap();
+        assert!(
+            crawled.contains("took 44500 bytes in 100.0s, slower than 500 bytes/s"),
+            "{crawled}"
+        );
+        // A burst buys no quiet time beyond the timeout.
+        assert!(stall(secs(20), 1 << 20, secs(10)).verdict(TIMEOUT).is_some());
     }
 }
