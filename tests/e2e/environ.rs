@@ -260,7 +260,8 @@ fn one_instance_gives_each_request_its_own_context() {
 fn one_instance_gives_each_request_exactly_its_own_headers() {
     let server = Server::start(&python_fixtures(), &["--instances", "1"]);
     // (query, Host, User-Agent, Accept, X-Extra): None leaves the header out.
-    let requests: [(&str, &str, Option<&str>, Option<&str>, Option<&str>); 6] = [
+    type Request<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+    let requests: [Request; 6] = [
         ("q=1", "h1", Some("ua-1"), Some("a/1"), None),
         ("q=2", "h2", Some("ua-2"), Some("a/2"), None),
         ("", "h3", None, Some("a/3"), None),
