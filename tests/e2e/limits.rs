@@ -228,31 +228,67 @@ fn client_that_reads_slowly_but_steadily_gets_the_whole_response() {
     // block to be taken: at ~1 MB/s neither happens within a 1 s --io-timeout,
     // though the client never stops reading. Both must count its reading.
     let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
-    let mut slow = TcpStream::connect(server.addr).unwrap();
-    set_receive_buffer(&slow, 64 << 10);
-    slow.write_all(b"GET /big_write?mb=7 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    set_receive_buffer(&client, 64 << 10);
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // At most 64 KiB every 40 ms, to the end.
+    let received = read_big_write_slowly(&mut client, 7, 64 << 10, Duration::from_secs(60));
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_whole_big_write(&received, 7, &server);
+}
+
+#[test]
+fn a_unix_socket_client_that_reads_slowly_gets_the_whole_response() {
+    // A Unix socket's writer is woken only when 3/4 of its ~208 KiB send buffer
+    // has drained: reading 100 KB/s, the client looked stalled for well over the
+    // 1 s --io-timeout and was cut (by hand: after 1 s, with 219 KB).
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("app.sock");
+    let listen = format!("unix:{}", socket.display());
+    let server = Server::start(
+        &python_fixtures(),
+        &["--listen", &listen, "--io-timeout", "1s", "--instances", "1"],
+    );
+    assert!(
+        server.wait_for_log(&format!("Serving HTTP on {listen}"), Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let mut client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // 4 KiB every 40 ms (100 KB/s) for 4 s, four timeouts, then the rest at once.
+    let received = read_big_write_slowly(&mut client, 2, 4 << 10, Duration::from_secs(4));
+    assert_whole_big_write(&received, 2, &server);
+}
+
+/// GETs /big_write?mb=MIB on `client` and reads what comes, at most `piece`
+/// bytes every 40 ms for `slowly`, then without pausing, until the server closes.
+fn read_big_write_slowly(client: &mut (impl Read + Write), mib: usize, piece: usize, slowly: Duration) -> Vec<u8> {
+    let request = format!("GET /big_write?mb={mib} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    client.write_all(request.as_bytes()).unwrap();
     let started = Instant::now();
     let mut received = Vec::new();
-    let mut buf = vec![0; 64 << 10];
+    let mut buf = vec![0; piece];
     loop {
-        let n = slow.read(&mut buf).expect("the server sends until the end");
+        // A read that waits 10 s fails the test (the sockets have a read timeout).
+        let n = client.read(&mut buf).expect("the server sends until the end");
         if n == 0 {
-            break;
+            return received;
         }
         received.extend_from_slice(&buf[..n]);
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "still reading after a minute"
-        );
+        if started.elapsed() < slowly {
+            std::thread::sleep(Duration::from_millis(40));
+        }
     }
-    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+}
+
+/// `received` holds all MIB MiB of /big_write's body and the chunked end, and the
+/// server never took the client for one that stopped reading.
+fn assert_whole_big_write(received: &[u8], mib: usize, server: &Server) {
     let body_bytes = received.iter().filter(|&&b| b == 1).count();
     assert_eq!(
         body_bytes,
-        7 << 20,
+        mib << 20,
         "cut after {} bytes: {}",
         received.len(),
         server.log()
