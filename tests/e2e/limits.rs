@@ -244,16 +244,7 @@ fn a_unix_socket_client_that_reads_slowly_gets_the_whole_response() {
     // 1 s --io-timeout and was cut (by hand: after 1 s, with 219 KB).
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("app.sock");
-    let listen = format!("unix:{}", socket.display());
-    let server = Server::start(
-        &python_fixtures(),
-        &["--listen", &listen, "--io-timeout", "1s", "--instances", "1"],
-    );
-    assert!(
-        server.wait_for_log(&format!("Serving HTTP on {listen}"), Duration::from_secs(10)),
-        "{}",
-        server.log()
-    );
+    let server = Server::start_on_unix_socket(&python_fixtures(), &socket, &["--io-timeout", "1s", "--instances", "1"]);
     let mut client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // 4 KiB every 40 ms (100 KB/s) for 4 s, four timeouts, then the rest at once.

@@ -26,13 +26,7 @@ fn a_unix_socket_serves_curl_and_is_removed_at_shutdown() {
     // A socket file left behind by a server that was killed is replaced.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
-    let listen = format!("unix:{}", socket.display());
-    let server = Server::start(&python_fixtures(), &["--listen", &listen, "--socket-mode", "600"]);
-    assert!(
-        server.wait_for_log(&format!("Serving HTTP on {listen}"), Duration::from_secs(10)),
-        "{}",
-        server.log()
-    );
+    let server = Server::start_on_unix_socket(&python_fixtures(), &socket, &["--socket-mode", "600"]);
 
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
@@ -91,13 +85,8 @@ fn a_unix_socket_path_that_is_taken_is_refused_at_startup() {
 fn several_listeners_serve_at_once_and_each_names_its_own_port() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("s.sock");
-    let listen_unix = format!("unix:{}", socket.display());
     // The harness listens on 127.0.0.1:0; two more here.
-    let server = Server::start(
-        &python_fixtures(),
-        &["--listen", "127.0.0.1:0", "--listen", &listen_unix],
-    );
-    assert!(server.wait_for_log(&format!("Serving HTTP on {listen_unix}"), Duration::from_secs(10)));
+    let server = Server::start_on_unix_socket(&python_fixtures(), &socket, &["--listen", "127.0.0.1:0"]);
     let ports: Vec<SocketAddr> = server
         .log()
         .lines()

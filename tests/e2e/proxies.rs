@@ -71,12 +71,8 @@ fn unix_socket_peers_are_trusted_only_when_listed() {
     let dir = tempfile::tempdir().unwrap();
     for (trust, expected) in [("unix", "203.0.113.9"), ("127.0.0.1", "")] {
         let socket = dir.path().join(format!("{trust}.sock"));
-        let listen = format!("unix:{}", socket.display());
-        let server = Server::start(
-            &python_fixtures(),
-            &["--listen", &listen, "--forwarded-allow-ips", trust],
-        );
-        assert!(server.wait_for_log(&format!("Serving HTTP on {listen}"), Duration::from_secs(10)));
+        // Held to the end of the loop: dropping it stops the server.
+        let _server = Server::start_on_unix_socket(&python_fixtures(), &socket, &["--forwarded-allow-ips", trust]);
         let mut stream = UnixStream::connect(&socket).unwrap();
         stream.write_all(FORWARDED_REQUEST).unwrap();
         let mut raw = Vec::new();

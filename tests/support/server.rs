@@ -43,6 +43,24 @@ impl Server {
         (Server::start(&super::components::python_fixtures(), &args), dir)
     }
 
+    /// A server that also listens on the Unix socket `socket` (`--listen
+    /// unix:PATH`), returned once its log says it serves there.
+    pub fn start_on_unix_socket(wasm: &Path, socket: &Path, args: &[&str]) -> Server {
+        let listen = format!("unix:{}", socket.display());
+        let args: Vec<&str> = ["--listen", &listen]
+            .iter()
+            .copied()
+            .chain(args.iter().copied())
+            .collect();
+        let server = Server::start(wasm, &args);
+        assert!(
+            server.wait_for_log(&format!("Serving HTTP on {listen}"), Duration::from_secs(10)),
+            "{}",
+            server.log()
+        );
+        server
+    }
+
     /// Several apps in one server: each spec is `[PREFIX=]FILE[,KEY=VALUE...]`.
     pub fn start_apps(specs: &[&str], args: &[&str]) -> Server {
         Server::launch(Command::new(wsgi_wasm_bin()), specs, args)
