@@ -99,8 +99,8 @@ class _Call:
         if data:
             self.ensure_head()
             self.headers_sent = True
-            for piece in _pieces(data):
-                _host(server.write_latin1, piece)
+            for piece in _ranges(data):
+                _host(server.write_memory, piece)
 
     def write_body(self, data):
         """The whole body in one go: the host sends it with a Content-Length. A
@@ -121,8 +121,8 @@ class _Call:
         if data:
             self.headers_sent = True
         total = len(data)
-        for piece in _pieces(data) if data else ("",):
-            _host(server.write_body_latin1, piece, total)
+        for piece in _ranges(data) if data else ((0, 0),):
+            _host(server.write_body_memory, piece, total)
 
     def send_whole(self, data):
         """write_body() for a whole body given while the app's iterable may go on
@@ -167,12 +167,12 @@ class _Call:
             if block:
                 self.headers_sent = True
                 sent += len(block)
-                for piece in _pieces(block):
-                    _host(server.write_body_latin1, piece, total)
+                for piece in _ranges(block):
+                    _host(server.write_body_memory, piece, total)
             if sent >= total:
                 break
         if total == 0:
-            _host(server.write_body_latin1, "", 0)
+            _host(server.write_body_memory, (0, 0), 0)
 
     def _check(self, data):
         if self.status is None:
@@ -208,19 +208,26 @@ _COUNTS = tuple(map(str, range(64)))
 # How send-file's errors begin when the host sent nothing (see wsgi.wit).
 SEND_FILE_UNAVAILABLE = "unavailable:"
 
-# Body bytes cross to the host as latin-1 strings, at most this many per call: see
-# write-latin1 in wsgi.wit (componentize-py leaks list<u8> arguments and results,
-# not strings).
+# Most body bytes the host takes per call (see write-memory in wsgi.wit).
 PIECE = 256 * 1024
 
+# Where a bytes object's data starts, counted from its address (which id() is in
+# CPython): after the object's fixed header, whose size is bytes.__basicsize__
+# less the one byte CPython counts for the data's terminating NUL.
+_BYTES_DATA_OFFSET = bytes.__basicsize__ - 1
 
-def _pieces(data):
-    if len(data) <= PIECE:
-        yield data.decode("latin-1")
-        return
-    view = memoryview(data)
-    for start in range(0, len(data), PIECE):
-        yield str(view[start : start + PIECE], "latin-1")
+
+def _ranges(data):
+    """The (address, length) of each piece of `data`, a bytes object, in this
+    instance's memory, for write-memory: the host copies the bytes from there, so
+    they are neither copied nor decoded here (componentize-py leaks a list<u8>
+    argument, and a latin-1 string costs a decode on each side). The caller holds
+    `data` until the host has answered, so the range stays valid."""
+    address = id(data) + _BYTES_DATA_OFFSET
+    length = len(data)
+    if length <= PIECE:
+        return ((address, length),)
+    return [(address + start, min(PIECE, length - start)) for start in range(0, length, PIECE)]
 
 
 def _host(function, *args):

@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
 /// The ABI's version: the WIT package's (guest-sdk/wit/wsgi.wit), also in the
 /// interface names the host serves. A component built for another version does
 /// not link, which is what should happen when the ABI changed.
-pub const ABI_VERSION: &str = "0.2.0";
+pub const ABI_VERSION: &str = "0.3.0";
 
 #[cfg(test)]
 mod tests {

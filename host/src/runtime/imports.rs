@@ -15,13 +15,14 @@ use wasmtime::component::{Linker, WasmList, WasmStr};
 use wasmtime::{StoreContextMut, Trap};
 
 use super::crypto;
+use super::guest_memory::GuestBytes;
 use super::state::GuestState;
 use crate::log;
 use crate::wsgi::exchange::Exchange;
 use crate::wsgi::response::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS, latin1_body};
 
 /// The interface's name as the component imports it.
-pub const SERVER_INTERFACE: &str = "wsgi-wasm:wsgi/server@0.2.0";
+pub const SERVER_INTERFACE: &str = "wsgi-wasm:wsgi/server@0.3.0";
 
 /// Most body bytes copied out of guest memory at once. Each piece waits for room
 /// in the response stream, so a huge write costs the host a few pieces, not its size.
@@ -76,34 +77,25 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
     )?;
 
     server.func_wrap_async(
-        "write-latin1",
-        |mut store: StoreContextMut<'_, GuestState>, (data,): (WasmStr,)| {
+        "write-memory",
+        |mut store: StoreContextMut<'_, GuestState>, (GuestBytes(piece),): (GuestBytes,)| {
             Box::new(async move {
-                let piece = match latin1_piece(&store, &data) {
-                    Ok(piece) => piece,
-                    Err(message) => return Ok((Err(message),)),
-                };
-                Ok((exchange(&mut store)?.write(piece).await,))
+                match piece {
+                    Ok(piece) => Ok((exchange(&mut store)?.write(piece).await,)),
+                    Err(message) => Ok((Err(message),)),
+                }
             })
         },
     )?;
 
     server.func_wrap_async(
-        "write-body-latin1",
-        |mut store: StoreContextMut<'_, GuestState>, (data, total): (WasmStr, u64)| {
+        "write-body-memory",
+        |mut store: StoreContextMut<'_, GuestState>, (GuestBytes(piece), total): (GuestBytes, u64)| {
             Box::new(async move {
-                let piece = match latin1_piece(&store, &data) {
-                    Ok(piece) => piece,
-                    Err(message) => return Ok((Err(message),)),
-                };
-                let exchange = exchange(&mut store)?;
-                if !exchange.headers_sent() && piece.len() as u64 == total {
-                    return Ok((exchange.write_body(piece).await,));
+                match piece {
+                    Ok(piece) => write_body_piece(&mut store, piece, total).await,
+                    Err(message) => Ok((Err(message),)),
                 }
-                if let Err(message) = exchange.declare_length(total) {
-                    return Ok((Err(message),));
-                }
-                Ok((exchange.write(piece).await,))
             })
         },
     )?;
@@ -223,6 +215,23 @@ async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmLi
         offset = end;
     }
     Ok((Ok(()),))
+}
+
+/// One piece of a complete body of `total` bytes (`write-body-memory`): a first piece that is the whole body goes out with its
+/// length like `write-body`; otherwise the length is declared and the piece streamed.
+async fn write_body_piece(
+    store: &mut StoreContextMut<'_, GuestState>,
+    piece: Bytes,
+    total: u64,
+) -> wasmtime::Result<Answer> {
+    let exchange = exchange(store)?;
+    if !exchange.headers_sent() && piece.len() as u64 == total {
+        return Ok((exchange.write_body(piece).await,));
+    }
+    if let Err(message) = exchange.declare_length(total) {
+        return Ok((Err(message),));
+    }
+    Ok((exchange.write(piece).await,))
 }
 
 /// A key derived by the host from the guest's latin-1 `password` and `salt`:

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod engine;
 pub mod files;
 pub mod grants;
+pub mod guest_memory;
 pub mod imports;
 pub mod network;
 pub mod outbound;

@@ -39,7 +39,7 @@ use super::state::GuestState;
 use crate::log;
 
 /// The interface's name as the component imports it.
-pub const TLS_INTERFACE: &str = "wsgi-wasm:wsgi/tls@0.2.0";
+pub const TLS_INTERFACE: &str = "wsgi-wasm:wsgi/tls@0.3.0";
 
 /// Longest wait for one connect, handshake, read or write. Outbound calls are
 /// made while a client waits for the app's answer; an API that has not answered
