@@ -368,7 +368,7 @@ class SSLSocket(_socket.socket):
         super()._real_close()
 
 
-# Most bytes per host write: as for response bodies (wsgi.wit, write-latin1).
+# Most bytes per host write (wsgi.wit, tls.write).
 _WRITE_PIECE = 256 * 1024
 
 

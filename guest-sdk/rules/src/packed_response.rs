@@ -13,8 +13,7 @@
 //!   NUL: it sends such a head through `start-response`, whose checks name the
 //!   fault. The host checks the head like any other, so a guest that packs one
 //!   anyway gets its head refused or shifts its own fields into its own body.
-//! - The body is a latin-1 string (each char U+0000..U+00FF is one byte), like
-//!   the server's `write-latin1` argument.
+//! - The body is a latin-1 string (each char U+0000..U+00FF is one byte).
 //!
 //! The Python SDK's packer is `_pack_response` in guest-sdk/python/wsgi_wasm/adapter.py.
 

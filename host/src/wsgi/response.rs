@@ -123,8 +123,8 @@ fn parse_content_length(value: &str) -> Result<u64, InvalidResponse> {
         .map_err(|_| InvalidResponse::ContentLength(value.to_owned()))
 }
 
-/// A body given as a latin-1 string (one char per byte: how the Python SDK sends
-/// bodies, see `write-latin1` in wsgi.wit) as the bytes it stands for.
+/// Bytes given as a latin-1 string (one char per byte: a packed response's body,
+/// `tls.write`'s data, see wsgi.wit) as the bytes it stands for.
 pub fn latin1_body(text: &str) -> Result<Bytes, String> {
     if text.is_ascii() {
         return Ok(Bytes::copy_from_slice(text.as_bytes()));
