@@ -217,8 +217,9 @@ async fn write_pieces(store: &mut StoreContextMut<'_, GuestState>, data: &WasmLi
     Ok((Ok(()),))
 }
 
-/// One piece of a complete body of `total` bytes (`write-body-memory`): a first piece that is the whole body goes out with its
-/// length like `write-body`; otherwise the length is declared and the piece streamed.
+/// One piece of a complete body of `total` bytes (`write-body-memory`): a first
+/// piece that is the whole body goes out with its length like `write-body`;
+/// otherwise the length is declared and the piece streamed.
 async fn write_body_piece(
     store: &mut StoreContextMut<'_, GuestState>,
     piece: Bytes,
