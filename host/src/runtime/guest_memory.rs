@@ -29,7 +29,7 @@ use bytes::Bytes;
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
 use wasmtime::component::{ComponentType, Lift};
 
-use super::imports::MAX_WRITE_PIECE;
+use super::imports::{MAX_WRITE_PIECE, piece_too_large};
 
 /// The argument as the guest gives it: (address, length).
 type Range = (u32, u32);
@@ -42,9 +42,7 @@ impl GuestBytes {
     fn copy((address, length): Range, memory: &[u8]) -> Self {
         let (start, length) = (address as usize, length as usize);
         if length > MAX_WRITE_PIECE {
-            return Self(Err(format!(
-                "body piece is larger than {MAX_WRITE_PIECE} bytes; send at most that per call"
-            )));
+            return Self(Err(piece_too_large()));
         }
         match start.checked_add(length).and_then(|end| memory.get(start..end)) {
             Some(bytes) => Self(Ok(Bytes::copy_from_slice(bytes))),

@@ -4,8 +4,9 @@
 //! strings are read lazily out of guest memory (`WasmList`, `WasmStr`): a guest can
 //! pass a 200 MiB body or a million headers, and the host copies at most a bounded
 //! piece at a time, or refuses by length before copying anything. Host memory per
-//! request stays flat whatever the guest does. The signatures here are checked
-//! against the component's imports when it is linked.
+//! request stays flat whatever the guest does. (`write-memory`'s bytes are copied
+//! while its arguments are lifted, at most one piece: see guest_memory.rs.) The
+//! signatures here are checked against the component's imports when it is linked.
 
 use std::time::Instant;
 
@@ -313,18 +314,22 @@ async fn send_file(
 /// A latin-1 body string as the bytes it stands for: at most `MAX_WRITE_PIECE`
 /// of them, as wsgi.wit promises.
 pub(super) fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmStr) -> Result<Bytes, String> {
-    let too_large = || format!("body piece is larger than {MAX_WRITE_PIECE} bytes; send at most that per call");
     let text = data.to_str(store).map_err(|e| format!("malformed body string: {e}"))?;
     // No piece within the limit is longer than this in UTF-8: refused before
     // decoding it.
     if text.len() > MAX_LATIN1_PIECE_UTF8 {
-        return Err(too_large());
+        return Err(piece_too_large());
     }
     let piece = latin1_body(&text)?;
     if piece.len() > MAX_WRITE_PIECE {
-        return Err(too_large());
+        return Err(piece_too_large());
     }
     Ok(piece)
+}
+
+/// What a guest is told when one call passes more than `MAX_WRITE_PIECE` bytes.
+pub(super) fn piece_too_large() -> String {
+    format!("body piece is larger than {MAX_WRITE_PIECE} bytes; send at most that per call")
 }
 
 /// start_response's status and headers, lifted and handed to the exchange, which
