@@ -48,6 +48,12 @@ fn echo_through_curl(server: &Server, size: usize) -> (Vec<u8>, CurlResponse) {
 /// `echo_through_curl` with /echo's query, which picks how the app sends the body.
 fn echo_through_curl_via(server: &Server, size: usize, via: &str) -> (Vec<u8>, CurlResponse) {
     let body: Vec<u8> = (0..=255u8).cycle().take(size).collect();
+    let response = echo_body_through_curl(server, &body, via);
+    (body, response)
+}
+
+/// POSTs `body` to /echo?`via` and checks the status and Content-Type come back.
+fn echo_body_through_curl(server: &Server, body: &[u8], via: &str) -> CurlResponse {
     let response = curl_with_stdin(
         &[
             "--data-binary",
@@ -56,11 +62,11 @@ fn echo_through_curl_via(server: &Server, size: usize, via: &str) -> (Vec<u8>, C
             "Content-Type: application/x-test",
             &server.url(&format!("/echo?{via}")),
         ],
-        Some(&body),
+        Some(body),
     );
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("application/x-test"));
-    (body, response)
+    response
 }
 
 #[test]
@@ -112,11 +118,22 @@ fn a_python_app_echoes_every_byte_value_however_it_sends_the_body() {
 
 #[test]
 fn a_rust_guest_echoes_every_byte_value_in_both_response_paths() {
-    // `respond` returns a body of up to 256 KiB packed as a latin-1 string with
-    // the call's result, and sends a larger one through the host's imports.
+    // `respond` returns an ASCII body of at most 512 bytes packed with the
+    // call's result, and sends any other through `write-body`: ASCII around the
+    // limit, then bodies of every byte value, small and over 256 KiB.
     let server = Server::start(&rust_fixtures(), &[]);
-    for size in [1_000, 262_144, 300_000] {
-        let (body, response) = echo_through_curl(&server, size);
+    let ascii = |size: usize| -> Vec<u8> { (b' '..=b'~').cycle().take(size).collect() };
+    let binary = |size: usize| -> Vec<u8> { (0..=255u8).cycle().take(size).collect() };
+    for body in [
+        ascii(0),
+        ascii(512),
+        ascii(513),
+        binary(1),
+        binary(1_000),
+        binary(262_145),
+    ] {
+        let response = echo_body_through_curl(&server, &body, "");
+        let size = body.len();
         assert_eq!(response.header("content-length"), Some(size.to_string().as_str()));
         assert!(response.body == body, "{size} bytes: echoed body differs");
     }
