@@ -28,7 +28,7 @@ PEERS = {"granian": servers.granian, "gunicorn": servers.gunicorn, "waitress": s
 REQUEST_MODE_APPS = ["hello", "demo", "flask", "rust"]
 # Apps whose WSGI call is also timed in-process (host/examples/isolation_cost), and
 # how many calls each way: enough for a stable mean in about 2 s per figure.
-IN_PROCESS_APPS = ["hello", "flask"]
+IN_PROCESS_APPS = ["hello", "demo", "flask", "stream"]
 IN_PROCESS_CALLS = {"pooled": 40000, "request": 2000}
 
 
