@@ -45,9 +45,14 @@ fn echo_through_curl(server: &Server, size: usize) -> (Vec<u8>, CurlResponse) {
     echo_through_curl_via(server, size, "")
 }
 
+/// `size` bytes cycling through every byte value.
+fn every_byte_value(size: usize) -> Vec<u8> {
+    (0..=255u8).cycle().take(size).collect()
+}
+
 /// `echo_through_curl` with /echo's query, which picks how the app sends the body.
 fn echo_through_curl_via(server: &Server, size: usize, via: &str) -> (Vec<u8>, CurlResponse) {
-    let body: Vec<u8> = (0..=255u8).cycle().take(size).collect();
+    let body = every_byte_value(size);
     let response = echo_body_through_curl(server, &body, via);
     (body, response)
 }
@@ -123,14 +128,13 @@ fn a_rust_guest_echoes_every_byte_value_in_both_response_paths() {
     // limit, then bodies of every byte value, small and over 256 KiB.
     let server = Server::start(&rust_fixtures(), &[]);
     let ascii = |size: usize| -> Vec<u8> { (b' '..=b'~').cycle().take(size).collect() };
-    let binary = |size: usize| -> Vec<u8> { (0..=255u8).cycle().take(size).collect() };
     for body in [
         ascii(0),
         ascii(512),
         ascii(513),
-        binary(1),
-        binary(1_000),
-        binary(262_145),
+        every_byte_value(1),
+        every_byte_value(1_000),
+        every_byte_value(262_145),
     ] {
         let response = echo_body_through_curl(&server, &body, "");
         let size = body.len();
