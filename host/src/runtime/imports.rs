@@ -28,9 +28,10 @@ pub const SERVER_INTERFACE: &str = "wsgi-wasm:wsgi/server@0.3.0";
 /// Most body bytes copied out of guest memory at once. Each piece waits for room
 /// in the response stream, so a huge write costs the host a few pieces, not its size.
 pub const MAX_WRITE_PIECE: usize = 256 * 1024;
-/// Largest latin-1 body string one call may pass, in UTF-8 bytes: 256 KiB of
-/// body (the SDK's piece size) is at most twice that once UTF-8 encoded. A string
-/// can only be read whole, so the size is bounded per call instead of piecewise.
+/// Largest latin-1 string one call may pass (`tls.write`'s data, a key
+/// derivation's password or salt), in UTF-8 bytes: 256 KiB of bytes (the SDK's
+/// piece size) is at most twice that once UTF-8 encoded. A string can only be
+/// read whole, so the size is bounded per call instead of piecewise.
 pub const MAX_LATIN1_PIECE_UTF8: usize = 2 * MAX_WRITE_PIECE;
 
 /// Longest hash name accepted ("sha512" is 6): anything longer is not a hash.
@@ -311,8 +312,10 @@ async fn send_file(
     Ok((Ok(()),))
 }
 
-/// A latin-1 body string as the bytes it stands for: at most `MAX_WRITE_PIECE`
-/// of them, as wsgi.wit promises.
+/// A latin-1 string (`tls.write`'s data, `pbkdf2-hmac`'s and `scrypt`'s password
+/// and salt) as the bytes it stands for: at most `MAX_WRITE_PIECE` of them, as
+/// wsgi.wit promises. Its refusals still speak of a "body" piece or string: they
+/// are the texts guests and tests already know.
 pub(super) fn latin1_piece(store: &StoreContextMut<'_, GuestState>, data: &WasmStr) -> Result<Bytes, String> {
     let text = data.to_str(store).map_err(|e| format!("malformed body string: {e}"))?;
     // No piece within the limit is longer than this in UTF-8: refused before
