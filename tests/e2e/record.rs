@@ -5,6 +5,8 @@
 //! recording is refused with a clear error.
 
 use std::os::unix::fs::PermissionsExt;
+
+use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -108,7 +110,20 @@ fn a_recorded_request_replays_byte_identical_and_a_changed_app_shows_the_differe
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
     assert_eq!(json["app"]["isolation"], "request");
     assert!(!json["host"]["wall_clock"].as_array().unwrap().is_empty(), "{json}");
-    assert!(!json["host"]["secure_random"].as_str().unwrap().is_empty(), "{json}");
+    // The recording holds the generator's draws, eight bytes each, in the order the
+    // guest got them: the 2,496 bytes CPython seeds `random` with when the instance
+    // starts, then os.urandom(8) as one whole draw, printed as recorded, then
+    // uuid4's 16 bytes. Nothing more: a recording is not four times as large.
+    let secure = base64::engine::general_purpose::STANDARD
+        .decode(json["host"]["secure_random"].as_str().unwrap())
+        .unwrap();
+    let urandom = body.lines().find_map(|l| l.strip_prefix("urandom: ")).unwrap();
+    let drawn: Vec<String> = secure
+        .chunks(8)
+        .map(|draw| draw.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    assert_eq!(secure.len(), 2_496 + 8 + 16, "{drawn:?}");
+    assert_eq!(drawn[2_496 / 8], urandom, "{drawn:?}");
 
     let expected = printed(&response, "OK");
     let mut outputs = Vec::new();
@@ -266,7 +281,16 @@ fn garbled_recordings_get_a_clear_error_and_no_panic() {
     let cases: Vec<(&str, String, &str)> = vec![
         ("binary", "\u{0}\u{1}garbage".to_owned(), "is not a wsgi-wasm recording"),
         ("cut", good[..good.len() / 2].to_owned(), "is not a"),
-        ("newer", good.replacen("\"format\": 1", "\"format\": 2", 1), "format 2"),
+        (
+            "newer",
+            good.replacen("\"format\": 2", "\"format\": 3", 1),
+            "is recording format 3; this wsgi-wasm reads format 2",
+        ),
+        (
+            "older",
+            good.replacen("\"format\": 2", "\"format\": 1", 1),
+            "is recording format 1, made by an earlier wsgi-wasm; this one reads format 2: record the request again",
+        ),
         (
             "bad-base64",
             good.replacen("\"request_body\": \"", "\"request_body\": \"*", 1),

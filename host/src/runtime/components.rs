@@ -105,6 +105,7 @@ fn link(engine: &Engine, component: &Component) -> Result<WsgiAppPre<GuestState>
     let mut linker = Linker::<GuestState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     super::network::add_to_linker(&mut linker)?;
+    super::random::add_to_linker(&mut linker)?;
     super::imports::add_to_linker(&mut linker)?;
     super::outbound::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(component)?;

@@ -14,6 +14,7 @@ pub mod guest_memory;
 pub mod imports;
 pub mod network;
 pub mod outbound;
+pub mod random;
 pub mod state;
 pub mod tape;
 

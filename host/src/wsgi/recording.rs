@@ -25,7 +25,11 @@ use super::environ::{Environ, latin1};
 use crate::log;
 
 /// The file format's version; replay refuses other versions rather than guessing.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format 2: `secure_random` and `insecure_random` hold the generators' 64-bit
+/// draws, eight bytes each, one draw per eight bytes the guest got (see
+/// runtime::random). Format 1 held four bytes for each byte the guest got, as
+/// wasmtime-wasi drew them, so a format 1 recording cannot be replayed.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Largest recording written, counting the bodies and host values it holds (the
 /// file is about 4/3 of that, base64). Recording keeps a request's bodies in
@@ -63,10 +67,12 @@ pub struct HostValues {
     pub wall_clock: Vec<(u64, u32)>,
     /// `wasi:clocks/monotonic-clock.now`, nanoseconds.
     pub monotonic_clock: Vec<u64>,
-    /// Bytes the secure generator produced (`wasi:random/random`), in order.
+    /// The secure generator's draws (`wasi:random/random`), in order, eight
+    /// little-endian bytes each: one per `get-random-u64`, and one per eight
+    /// bytes (or fewer, at the end) of a `get-random-bytes` list.
     #[serde(with = "b64")]
     pub secure_random: Vec<u8>,
-    /// Bytes the insecure generator produced (`wasi:random/insecure`), in order.
+    /// The same for the insecure generator (`wasi:random/insecure`).
     #[serde(with = "b64")]
     pub insecure_random: Vec<u8>,
     /// `wasi:random/insecure-seed` of the instance, as decimal (JSON numbers
@@ -185,6 +191,11 @@ impl Recording {
             serde_json::from_slice(&text).map_err(|e| format!("{shown} is not a wsgi-wasm recording: {e}"))?;
         match version.format {
             Some(FORMAT_VERSION) => {}
+            Some(other) if other < FORMAT_VERSION => {
+                return Err(format!(
+                    "{shown} is recording format {other}, made by an earlier wsgi-wasm; this one reads format {FORMAT_VERSION}: record the request again"
+                ));
+            }
             Some(other) => {
                 return Err(format!(
                     "{shown} is recording format {other}; this wsgi-wasm reads format {FORMAT_VERSION}"
@@ -498,8 +509,15 @@ mod tests {
         for (text, expect) in [
             ("not json", "not a wsgi-wasm recording"),
             ("{}", "no \"format\" field"),
-            (r#"{"format": 99}"#, "format 99"),
-            (r#"{"format": 1, "app": "x"}"#, "not a valid recording"),
+            (
+                r#"{"format": 99}"#,
+                "is recording format 99; this wsgi-wasm reads format 2",
+            ),
+            (
+                r#"{"format": 1}"#,
+                "format 1, made by an earlier wsgi-wasm; this one reads format 2: record the request again",
+            ),
+            (r#"{"format": 2, "app": "x"}"#, "not a valid recording"),
         ] {
             fs::write(&path, text).unwrap();
             let error = Recording::read(&path).unwrap_err();
