@@ -1,12 +1,13 @@
 //! Isolation: what one request, one instance or one hostile app can and cannot
 //! reach (other requests, later requests, the host).
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::support::client::{curl, load};
-use crate::support::components::{python_fixtures, rust_fixtures};
+use crate::support::components::{python_fixtures, repo_root, rust_fixtures, wsgi_wasm_bin};
 use crate::support::server::Server;
 use crate::support::swap::{Swap, page_out_guest_memory};
 
@@ -101,6 +102,42 @@ fn request_isolation_resets_pages_swapped_out_during_the_request() {
         bodies(&server, "/scattered_writes", LATER_REQUESTS),
         vec!["0 of 512 already written"; LATER_REQUESTS]
     );
+}
+
+/// `build --warm-up PATH` GETs each path eight times (warmup.APP_WARM_UP_RUNS) at
+/// build time, so CPython has specialized the app's own code before the snapshot;
+/// what those requests leave (here a module counter) is in every fresh instance.
+#[test]
+fn warm_up_requests_run_at_build_time_and_their_state_starts_every_instance() {
+    let dir = repo_root().join("tests/fixtures/python");
+    let out = tempfile::tempdir().unwrap();
+    let wasm = out.path().join("counter.wasm");
+    let build = Command::new(wsgi_wasm_bin())
+        .args([
+            "build",
+            "global_counter:app",
+            "--warm-up",
+            "/",
+            "--warm-up",
+            "/again?q=1",
+            "-o",
+        ])
+        .arg(&wasm)
+        .arg("-p")
+        .arg(&dir)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&build.stderr);
+    assert!(build.status.success(), "{report}");
+    assert!(report.contains("warm-up GET /: 200 OK"), "{report}");
+    assert!(report.contains("warm-up GET /again?q=1: 200 OK"), "{report}");
+
+    // 8 runs of each path, then this request.
+    let fresh = Server::start(&wasm, &["--isolation", "request"]);
+    assert_eq!(bodies(&fresh, "/", 3), ["17", "17", "17"]);
+    let pooled = Server::start(&wasm, &["--isolation", "pooled", "--instances", "1"]);
+    assert_eq!(bodies(&pooled, "/", 3), ["17", "18", "19"]);
 }
 
 #[test]

@@ -90,8 +90,9 @@ pub struct BuildCommand {
     #[arg(long)]
     preload: Vec<String>,
 
-    /// GET this path (e.g. `/` or `/admin/login/`) from the app at build time, so what
-    /// the framework imports while serving it is in the component; repeatable.
+    /// GET this path (e.g. `/` or `/admin/login/`) from the app 8 times at build time,
+    /// so what the framework imports while serving it, and the app's code specialized
+    /// by CPython, are in the component; repeatable.
     #[arg(long = "warm-up", value_name = "PATH")]
     warm_up: Vec<String>,
 
