@@ -278,17 +278,22 @@ fn garbled_recordings_get_a_clear_error_and_no_panic() {
     drop(server);
 
     let bad = tempfile::tempdir().unwrap();
+    let with_format = |n: u32| {
+        let recorded = "\"format\": 2";
+        assert!(good.contains(recorded), "{good}");
+        good.replacen(recorded, &format!("\"format\": {n}"), 1)
+    };
     let cases: Vec<(&str, String, &str)> = vec![
         ("binary", "\u{0}\u{1}garbage".to_owned(), "is not a wsgi-wasm recording"),
         ("cut", good[..good.len() / 2].to_owned(), "is not a"),
         (
             "newer",
-            good.replacen("\"format\": 2", "\"format\": 3", 1),
+            with_format(3),
             "is recording format 3; this wsgi-wasm reads format 2",
         ),
         (
             "older",
-            good.replacen("\"format\": 2", "\"format\": 1", 1),
+            with_format(1),
             "is recording format 1, made by an earlier wsgi-wasm; this one reads format 2: record the request again",
         ),
         (

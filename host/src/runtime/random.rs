@@ -17,7 +17,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::p2::bindings::random::insecure::Host as _;
 use wasmtime_wasi::p2::bindings::random::random::Host as _;
-use wasmtime_wasi::random::DEFAULT_MAX_SIZE;
+use wasmtime_wasi::random::{DEFAULT_MAX_SIZE, WasiRandomCtx};
 
 use super::state::GuestState;
 
@@ -36,21 +36,29 @@ const MAX_RANDOM_BYTES: u64 = DEFAULT_MAX_SIZE;
 /// functions (the u64 ones and `insecure-seed` stay wasmtime-wasi's).
 pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
     linker.allow_shadowing(true);
-    linker.instance(RANDOM)?.func_wrap(
-        "get-random-bytes",
-        |mut store: StoreContextMut<'_, GuestState>, (len,): (u64,)| {
-            let random = store.data_mut().ctx().ctx.random();
-            Ok((fill(len, || random.get_random_u64())?,))
-        },
-    )?;
-    linker.instance(INSECURE)?.func_wrap(
-        "get-insecure-random-bytes",
-        |mut store: StoreContextMut<'_, GuestState>, (len,): (u64,)| {
-            let random = store.data_mut().ctx().ctx.random();
-            Ok((fill(len, || random.get_insecure_random_u64())?,))
-        },
-    )?;
+    shadow(linker, RANDOM, "get-random-bytes", |random| random.get_random_u64())?;
+    shadow(linker, INSECURE, "get-insecure-random-bytes", |random| {
+        random.get_insecure_random_u64()
+    })?;
     linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Defines `interface`'s `function(len) -> list<u8>` as `len` bytes filled from
+/// `draw`, one of the WASI context's 64-bit generators.
+fn shadow(
+    linker: &mut Linker<GuestState>,
+    interface: &str,
+    function: &str,
+    draw: fn(&mut WasiRandomCtx) -> wasmtime::Result<u64>,
+) -> Result<()> {
+    linker.instance(interface)?.func_wrap(
+        function,
+        move |mut store: StoreContextMut<'_, GuestState>, (len,): (u64,)| {
+            let random = store.data_mut().ctx().ctx.random();
+            Ok((fill(len, || draw(random))?,))
+        },
+    )?;
     Ok(())
 }
 
