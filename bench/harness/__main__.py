@@ -209,6 +209,8 @@ def main(argv=None):
         "quiet_wait_s": args.quiet_wait,
         "quiet_threshold_pct": QUIET_THRESHOLD,
         "versions": setup.tool_versions(),
+        # How each Python component was built, beyond `wsgi-wasm build TARGET`.
+        "build_args": {name: extra for name, (_cwd, _target, extra) in setup.PYTHON_APPS.items() if extra},
         "wasmtime_serve": "measured" if wasmtime else ("skipped: --no-wasmtime or --smoke" if args.no_wasmtime
                                                         else "skipped: the wasmtime CLI could not be installed"),
         "setup_s": setup_seconds,

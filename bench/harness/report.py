@@ -280,7 +280,10 @@ def markdown(results):
         "",
         "- wsgi-wasm: `serve APP --listen 127.0.0.1:0 --no-access-log`, pooled isolation (`(request)`: "
         "`--isolation request`, a fresh instance per request), default instance count (2 per CPU it may use: 2); "
-        "apps run by CPython 3.14 for WASI inside the component.",
+        "apps run by CPython 3.14 for WASI inside the component"
+        + "".join(f"; {APP_LABELS[app]} built with `{' '.join(args)}`"
+                  for app, args in results.get("build_args", {}).items())
+        + ".",
         f"- granian {versions.get('granian', '?')}: `--interface wsgi --workers 1`, defaults otherwise.",
         f"- gunicorn {versions.get('gunicorn', '?')}: `-k gthread --workers 1 --threads 4`.",
         f"- waitress {versions.get('waitress', '?')}: `waitress-serve`, defaults (4 threads).",
