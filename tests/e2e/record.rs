@@ -5,11 +5,11 @@
 //! recording is refused with a clear error.
 
 use std::os::unix::fs::PermissionsExt;
-
-use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use base64::Engine as _;
 
 use crate::support::client::{CurlResponse, curl, curl_with_stdin};
 use crate::support::components::{aot_cache_dir, python_component, repo_root, wsgi_wasm_bin};
