@@ -116,6 +116,34 @@ fn busy_guests_leave_room(server: Server) {
     }
 }
 
+/// On one CPU the server has one turn at running guest code (runtime::turns). An
+/// app waiting for its request body must give that turn up: the next request is
+/// answered while the body is still on its way, and the waiting app then gets the
+/// rest of its body and answers too.
+#[test]
+fn an_app_waiting_for_its_body_leaves_the_cpu_to_other_requests() {
+    let server = Server::start_on_one_cpu(&python_fixtures(), &["--instances", "2", "--io-timeout", "20s"]);
+    let mut waiting = TcpStream::connect(server.addr).unwrap();
+    waiting
+        .write_all(b"POST /read_all HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 10\r\n\r\nabc")
+        .unwrap();
+    // Time for the app to read the first bytes and wait for the rest.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    assert_eq!(curl(&[&server.url("/hello")]).status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a request waited {:?} behind an app waiting for its body",
+        started.elapsed()
+    );
+    waiting.write_all(b"defghij").unwrap();
+    waiting.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut response = String::new();
+    waiting.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(response.contains("\"body_length\": 10"), "{response}");
+}
+
 #[test]
 fn slow_request_body_times_out_with_408_and_frees_the_instance() {
     let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);

@@ -22,6 +22,7 @@ use super::grants::{Grants, NetworkPolicy};
 use super::outbound::TlsPolicy;
 use super::state::GuestState;
 use super::tape::Tape;
+use super::turns::{self, Turns};
 use crate::log;
 use crate::wsgi::Usage;
 use crate::wsgi::environ::Environ;
@@ -96,6 +97,7 @@ pub struct App {
     name: Arc<str>,
     linked: Arc<Linked>,
     capacity: Arc<Capacity>,
+    turns: Arc<Turns>,
     engine: wasmtime::Engine,
     config: AppConfig,
     /// `config.grants.connect`, resolved once at load.
@@ -217,6 +219,7 @@ impl App {
             name,
             linked,
             capacity: runtime.capacity.clone(),
+            turns: runtime.turns.clone(),
             engine: runtime.components.engine().clone(),
             slots: Arc::new(Semaphore::new(config.max_instances)),
             config,
@@ -295,8 +298,17 @@ impl App {
                 usage: None,
             };
         }
-        let mut slot = self.take_slot().await;
-        let (exchange, outcome, usage, _) = self.call_in_slot(environ, exchange, &mut slot, Taping::Serve).await;
+        // The call computes only while it holds one of the server's turns (see
+        // runtime::turns); waiting for a free instance gives it up like any wait.
+        let (slot, exchange, outcome, usage) = self
+            .turns
+            .take(async {
+                let mut slot = self.take_slot().await;
+                let (exchange, outcome, usage, _) =
+                    self.call_in_slot(environ, exchange, &mut slot, Taping::Serve).await;
+                (slot, exchange, outcome, usage)
+            })
+            .await;
         Finished {
             exchange,
             outcome,
@@ -528,6 +540,7 @@ impl App {
             }
             // tokio's yield_now puts the task at the back of the run queue; a
             // plain self-wake could be polled again at once, before other requests.
+            turns::mark_fairness_yield();
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         store.set_epoch_deadline(1);

@@ -14,9 +14,10 @@ pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
 /// against an unpatched wasmtime fail to compile rather than run slower.
 pub const WASMTIME_PATCH: &str = wasmtime::WSGI_WASM_PATCH;
 
-/// Granularity of CPU-time accounting and of fairness: a running guest yields to
-/// other requests at least this often, and a CPU limit is enforced to within one
-/// tick. 10 ms keeps the epoch thread's cost negligible.
+/// Granularity of CPU-time accounting and of fairness: a running guest yields at
+/// every tick and gives its turn to other requests at least every second one
+/// (runtime::turns), and a CPU limit is enforced to within one tick. 10 ms keeps
+/// the epoch thread's cost negligible.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Native stack a guest may use. Deep recursion traps (stack overflow) long before

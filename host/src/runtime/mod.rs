@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod random;
 pub mod state;
 pub mod tape;
+pub mod turns;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,12 +28,14 @@ pub use grants::Grants;
 use capacity::Capacity;
 use components::Components;
 use engine::EngineSettings;
+use turns::Turns;
 
-/// What all apps of a server share: the engine with its instance slots, and the
-/// components loaded so far.
+/// What all apps of a server share: the engine with its instance slots, the
+/// components loaded so far, and the turns at running guest code.
 pub struct Runtime {
     pub components: Components,
     pub capacity: Arc<Capacity>,
+    pub turns: Arc<Turns>,
     pub settings: EngineSettings,
 }
 
@@ -44,6 +47,7 @@ impl Runtime {
         Ok(Runtime {
             components: Components::new(engine, cache_dir),
             capacity: Capacity::new(settings.max_instances as usize),
+            turns: Turns::for_current_runtime(),
             settings,
         })
     }

@@ -26,6 +26,10 @@ use wsgi_wasm::wsgi::validate::ValidateMode;
 /// Requests that may wait for a free instance; one second of a busy app's requests
 /// at a thousand a second, beyond which waiting is worse than a quick 503.
 pub const DEFAULT_QUEUE: usize = 1024;
+/// Default instances per CPU core: one computing (each worker thread runs one guest
+/// at a time, runtime::turns) and one more that may meanwhile wait for a request
+/// body or a socket, at the memory cost of one more heap per core.
+pub const DEFAULT_INSTANCES_PER_CORE: usize = 2;
 /// Python apps need 50-100 MiB; this leaves room for a large request or cache.
 pub const DEFAULT_MAX_MEMORY: u64 = 256 << 20;
 /// Long enough for any page a person waits for, short enough that a runaway loop
@@ -189,7 +193,7 @@ impl AppOptions {
         Ok(AppConfig {
             isolation: self.isolation.unwrap_or(Isolation::Pooled),
             max_memory: usize::try_from(max_memory).map_err(|_| format!("max-memory {max_memory} is too large"))?,
-            max_instances: self.instances.unwrap_or(2 * cores),
+            max_instances: self.instances.unwrap_or(DEFAULT_INSTANCES_PER_CORE * cores),
             max_queue: self.queue.unwrap_or(DEFAULT_QUEUE),
             cpu_timeout,
             max_requests_per_instance: self.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS),
