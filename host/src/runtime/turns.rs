@@ -28,8 +28,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::PollSemaphore;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// Fairness yields a call keeps its turn through before giving it up at the next
 /// one. One: a call crossing one tick keeps it (that is where the gain above comes
@@ -58,8 +57,9 @@ impl Turns {
     /// `work`, computing only while it holds a turn.
     pub fn take<F: Future>(&self, work: F) -> TakingTurns<F> {
         TakingTurns {
-            work: Box::pin(work),
-            turns: PollSemaphore::new(self.permits.clone()),
+            work,
+            turns: self.permits.clone(),
+            waiting: None,
             turn: None,
             yields_kept: 0,
         }
@@ -77,34 +77,65 @@ pub fn mark_fairness_yield() {
     FAIRNESS_YIELD.with(|yielded| yielded.set(true));
 }
 
-/// The future [`Turns::take`] returns.
-pub struct TakingTurns<F> {
-    work: Pin<Box<F>>,
-    turns: PollSemaphore,
-    turn: Option<OwnedSemaphorePermit>,
-    yields_kept: u32,
+/// A wait for a turn when none was free.
+type WaitForTurn = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future [`Turns::take`] returns.
+    pub struct TakingTurns<F> {
+        #[pin]
+        work: F,
+        turns: Arc<Semaphore>,
+        // Made only when no turn was free: a free turn is taken without allocating.
+        waiting: Option<WaitForTurn>,
+        turn: Option<OwnedSemaphorePermit>,
+        yields_kept: u32,
+    }
+}
+
+/// Takes a turn into `turn` if it holds none: a free one at once, else by waiting.
+fn poll_turn(
+    turns: &Arc<Semaphore>,
+    waiting: &mut Option<WaitForTurn>,
+    turn: &mut Option<OwnedSemaphorePermit>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if turn.is_some() {
+        return Poll::Ready(());
+    }
+    let pending = match waiting {
+        Some(pending) => pending,
+        None => match turns.clone().try_acquire_owned() {
+            Ok(free) => {
+                *turn = Some(free);
+                return Poll::Ready(());
+            }
+            Err(TryAcquireError::NoPermits) => waiting.insert(Box::pin(turns.clone().acquire_owned())),
+            // The semaphore is never closed; were it, calls would run without turns.
+            Err(TryAcquireError::Closed) => return Poll::Ready(()),
+        },
+    };
+    let acquired = std::task::ready!(pending.as_mut().poll(cx));
+    *waiting = None;
+    *turn = acquired.ok();
+    Poll::Ready(())
 }
 
 impl<F: Future> Future for TakingTurns<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
-        if this.turn.is_none() {
-            match this.turns.poll_acquire(cx) {
-                Poll::Ready(turn) => this.turn = turn,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        std::task::ready!(poll_turn(this.turns, this.waiting, this.turn, cx));
         FAIRNESS_YIELD.with(|yielded| yielded.set(false));
-        let polled = this.work.as_mut().poll(cx);
+        let polled = this.work.poll(cx);
         if polled.is_pending() {
             let fairness_yield = FAIRNESS_YIELD.with(|yielded| yielded.replace(false));
-            if fairness_yield && this.yields_kept < YIELDS_KEPT {
-                this.yields_kept += 1;
+            if fairness_yield && *this.yields_kept < YIELDS_KEPT {
+                *this.yields_kept += 1;
             } else {
-                this.turn = None;
-                this.yields_kept = 0;
+                *this.turn = None;
+                *this.yields_kept = 0;
             }
         }
         polled
