@@ -116,6 +116,17 @@ fn busy_guests_leave_room(server: Server) {
     }
 }
 
+/// A connection that has sent a POST to the read_all fixture declaring
+/// `content_length` bytes of body, of which only `sent` (and asks to close after
+/// the response).
+fn post_to_read_all(server: &Server, content_length: usize, sent: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let head =
+        format!("POST /read_all HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: {content_length}\r\n\r\n");
+    stream.write_all(&[head.as_bytes(), sent].concat()).unwrap();
+    stream
+}
+
 /// On one CPU the server has one turn at running guest code (runtime::turns). An
 /// app waiting for its request body must give that turn up: the next request is
 /// answered while the body is still on its way, and the waiting app then gets the
@@ -123,10 +134,7 @@ fn busy_guests_leave_room(server: Server) {
 #[test]
 fn an_app_waiting_for_its_body_leaves_the_cpu_to_other_requests() {
     let server = Server::start_on_one_cpu(&python_fixtures(), &["--instances", "2", "--io-timeout", "20s"]);
-    let mut waiting = TcpStream::connect(server.addr).unwrap();
-    waiting
-        .write_all(b"POST /read_all HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 10\r\n\r\nabc")
-        .unwrap();
+    let mut waiting = post_to_read_all(&server, 10, b"abc");
     // Time for the app to read the first bytes and wait for the rest.
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
@@ -147,10 +155,7 @@ fn an_app_waiting_for_its_body_leaves_the_cpu_to_other_requests() {
 #[test]
 fn slow_request_body_times_out_with_408_and_frees_the_instance() {
     let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
-    let mut stalled = TcpStream::connect(server.addr).unwrap();
-    stalled
-        .write_all(b"POST /read_all HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nonly a few bytes")
-        .unwrap();
+    let mut stalled = post_to_read_all(&server, 100, b"only a few bytes");
     stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let started = Instant::now();
     let mut response = Vec::new();
@@ -173,10 +178,7 @@ fn slow_request_body_times_out_with_408_and_frees_the_instance() {
 #[test]
 fn a_body_trickling_in_just_inside_the_io_timeout_is_cut_off_with_408() {
     let server = Server::start(&python_fixtures(), &["--io-timeout", "1s", "--instances", "1"]);
-    let mut trickle = TcpStream::connect(server.addr).unwrap();
-    trickle
-        .write_all(b"POST /read_all HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n")
-        .unwrap();
+    let mut trickle = post_to_read_all(&server, 100_000, b"");
     trickle.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let started = Instant::now();
     let mut response = Vec::new();
