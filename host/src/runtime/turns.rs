@@ -8,12 +8,12 @@
 //! most one call per worker thread computes at a time; a call gives its turn up
 //! whenever it waits for something, and otherwise keeps it to the end.
 //!
-//! What keeping it buys is the fairness yield: each epoch tick a busy guest yields
-//! so the executor can run other tasks. A call that keeps its turn through that
-//! yield lets the worker read and answer its connections meanwhile, and those
-//! requests' calls then queue for turns and run one after another. Measured with
+//! Keeping it matters at the fairness yield: each epoch tick a busy guest yields so
+//! the executor can run other tasks. A call that keeps its turn through that yield
+//! lets the worker read and answer its connections meanwhile, and those requests'
+//! calls then queue for turns and run one after another. Measured with
 //! bench/run's setup (server on one CPU, wrk -c64 on the other, 6 s runs):
-//! Flask hello 7,952-8,247 req/s without turns, 8,962-9,193 with them; demo_app
+//! Flask hello 7,952-8,247 req/s without turns, 8,962-9,419 with them; demo_app
 //! 17,642-17,952 against 19,576-19,756; the Python hello and the 1 MiB stream
 //! unchanged. Giving the turn up at every yield measured as without turns
 //! (8,128-8,170 for Flask), and so did dropping the yield of short calls instead.
