@@ -530,7 +530,8 @@ impl App {
         store.data_mut().cpu_budget = budget;
         store.limiter(|state| &mut state.limits);
         // Each tick the guest spends running costs one unit of its CPU budget and
-        // yields to the executor, so one busy guest cannot starve other requests.
+        // yields to the executor; its call gives its turn up at every second such
+        // yield (runtime::turns), so one busy guest cannot starve other requests.
         // Host work done for it (key derivation) is charged to the same count.
         store.epoch_deadline_callback(move |mut ctx| {
             let state = ctx.data_mut();
@@ -538,9 +539,9 @@ impl App {
             if state.cpu_ticks > state.cpu_budget {
                 return Err(Trap::Interrupt.into());
             }
+            turns::mark_fairness_yield();
             // tokio's yield_now puts the task at the back of the run queue; a
             // plain self-wake could be polled again at once, before other requests.
-            turns::mark_fairness_yield();
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         store.set_epoch_deadline(1);
