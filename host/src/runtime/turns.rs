@@ -127,6 +127,8 @@ impl<F: Future> Future for TakingTurns<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         std::task::ready!(poll_turn(this.turns, this.waiting, this.turn, cx));
+        // Cleared first: a guest polled on this thread outside any call's turns (a
+        // spare instance being built) may have left it set.
         FAIRNESS_YIELD.with(|yielded| yielded.set(false));
         let polled = this.work.poll(cx);
         if polled.is_pending() {
