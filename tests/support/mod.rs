@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod client;
 pub mod components;
+pub mod guest_memory;
 pub mod https;
 pub mod pki;
 pub mod server;

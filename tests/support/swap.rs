@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::guest_memory::{guest_memory_images, guest_memory_kib};
+
 /// Enough for what one test pages out of one server (the pages its guests
 /// wrote: a few MiB per memory slot), small enough to create in a moment.
 const SWAP_FILE_MIB: u64 = 256;
@@ -65,38 +67,21 @@ fn swap_in_use() -> bool {
     std::fs::read_to_string("/proc/swaps").is_ok_and(|swaps| swaps.lines().count() > 1)
 }
 
-/// Whether a mapping (a line of /proc/PID/maps or smaps) holds a wasm linear
-/// memory's image: wasmtime maps a module's initial memory copy-on-write from the
-/// compiled component the host loaded from its cache (`.cwasm`), or from a memfd
-/// of its own (`wasm-memory-image`). The pages a guest writes there are the
-/// private copies the page reset must find.
-fn is_guest_memory_image(maps_line: &str) -> bool {
-    let mut fields = maps_line.split_whitespace();
-    let perms = fields.nth(1).unwrap_or("");
-    let path = fields.nth(3).unwrap_or("");
-    perms == "rw-p" && (path.ends_with(".cwasm") || path.contains("wasm-memory-image"))
-}
-
 /// Asks the kernel to page out the guest memory images of process `pid`
 /// (`process_madvise(MADV_PAGEOUT)`, Linux 5.10+, root): the pages guests wrote
 /// there go to swap. Only those mappings, so the swap file need not hold the
 /// host's own memory. Returns how much of those mappings is then in swap, in KiB
 /// (the `Swap:` lines of /proc/PID/smaps).
 pub fn page_out_guest_memory(pid: u32) -> u64 {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     // SAFETY: plain syscalls on a pidfd we own; the iovecs describe another
     // process's address ranges, which the kernel only reads as numbers.
     unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) as libc::c_int;
         assert!(pidfd >= 0, "pidfd_open({pid}): {}", std::io::Error::last_os_error());
-        for line in maps.lines().filter(|line| is_guest_memory_image(line)) {
-            let range = line.split_whitespace().next().unwrap();
-            let (start, end) = range.split_once('-').unwrap();
-            let start = usize::from_str_radix(start, 16).unwrap();
-            let end = usize::from_str_radix(end, 16).unwrap();
+        for range in guest_memory_images(pid) {
             let iov = libc::iovec {
-                iov_base: start as *mut libc::c_void,
-                iov_len: end - start,
+                iov_base: range.start as *mut libc::c_void,
+                iov_len: range.len(),
             };
             let paged = libc::syscall(
                 libc::SYS_process_madvise,
@@ -108,24 +93,11 @@ pub fn page_out_guest_memory(pid: u32) -> u64 {
             );
             assert!(
                 paged >= 0,
-                "process_madvise({range}): {}",
+                "process_madvise({range:x?}): {}",
                 std::io::Error::last_os_error()
             );
         }
         libc::close(pidfd);
     }
-    // smaps: a mapping's header line, then its fields, `Swap:` among them.
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut in_image = false;
-    let mut swapped_kib = 0;
-    for line in smaps.lines() {
-        if let Some(kib) = line.strip_prefix("Swap:") {
-            if in_image {
-                swapped_kib += kib.split_whitespace().next().unwrap().parse::<u64>().unwrap();
-            }
-        } else if line.split_whitespace().next().is_some_and(|first| first.contains('-')) {
-            in_image = is_guest_memory_image(line);
-        }
-    }
-    swapped_kib
+    guest_memory_kib(pid, "Swap")
 }

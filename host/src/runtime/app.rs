@@ -17,6 +17,7 @@ use super::cache::Source;
 use super::capacity::{Capacity, SlotPermit};
 use super::components::Linked;
 use super::engine::EPOCH_TICK;
+use super::fault_around::FaultAround;
 use super::files::GrantedFiles;
 use super::grants::{Grants, NetworkPolicy};
 use super::outbound::TlsPolicy;
@@ -98,6 +99,7 @@ pub struct App {
     linked: Arc<Linked>,
     capacity: Arc<Capacity>,
     turns: Arc<Turns>,
+    fault_around: Arc<FaultAround>,
     engine: wasmtime::Engine,
     config: AppConfig,
     /// `config.grants.connect`, resolved once at load.
@@ -220,6 +222,7 @@ impl App {
             linked,
             capacity: runtime.capacity.clone(),
             turns: runtime.turns.clone(),
+            fault_around: runtime.fault_around.clone(),
             engine: runtime.components.engine().clone(),
             slots: Arc::new(Semaphore::new(config.max_instances)),
             config,
@@ -546,6 +549,8 @@ impl App {
         });
         store.set_epoch_deadline(1);
         let bindings = self.linked.pre.instantiate_async(&mut store).await?;
+        // Before the guest first reads its memory (runtime::fault_around).
+        self.fault_around.cover_new_mappings();
         Ok(Instance {
             store,
             bindings,

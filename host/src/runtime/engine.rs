@@ -5,6 +5,8 @@ use std::time::Duration;
 use anyhow::Result;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+use super::fault_around::FaultAround;
+
 /// The wasmtime that compiles and runs components (compiled code and the cache
 /// depend on it), for `wsgi-wasm --version` and bug reports.
 pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
@@ -68,7 +70,9 @@ pub struct EngineSettings {
     pub keep_resident: usize,
 }
 
-pub fn new_engine(settings: EngineSettings) -> Result<Engine> {
+/// The engine, and whether its instance slots get the kernel's fault-around (off
+/// where slots keep their memory: runtime::fault_around).
+pub fn new_engine(settings: EngineSettings) -> Result<(Engine, FaultAround)> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
@@ -104,16 +108,23 @@ pub fn new_engine(settings: EngineSettings) -> Result<Engine> {
     // by copying, which measured slower than returning it (Python hello, request
     // isolation: 1,228 us per call keeping nothing, 1,522 us keeping 8 MiB). With
     // it, 1,170 -> 375 us, together with the funcref change of the same patch.
-    if settings.keep_resident > 0 && PoolingAllocationConfig::is_pagemap_scan_available() {
+    let keeps_memory = settings.keep_resident > 0 && PoolingAllocationConfig::is_pagemap_scan_available();
+    if keeps_memory {
         pooling
             .pagemap_scan(Enabled::Yes)
             .linear_memory_keep_resident(settings.keep_resident)
             .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
     }
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-    let engine = Engine::new(&config)?;
+    let (engine, fault_around) = if keeps_memory {
+        // Every slot reserves at least the largest memory an instance may have.
+        let min_pool_size = (slots * MAX_MEMORIES_PER_COMPONENT) as usize * settings.max_memory;
+        FaultAround::off_in_pool_of(min_pool_size, || Ok(Engine::new(&config)?))?
+    } else {
+        (Engine::new(&config)?, FaultAround::kept())
+    };
     start_epoch_clock(&engine);
-    Ok(engine)
+    Ok((engine, fault_around))
 }
 
 /// Advances the engine's epoch every tick, on a thread of its own so the clock

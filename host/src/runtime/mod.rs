@@ -8,6 +8,7 @@ pub mod capacity;
 pub mod components;
 pub mod crypto;
 pub mod engine;
+pub mod fault_around;
 pub mod files;
 pub mod grants;
 pub mod guest_memory;
@@ -28,6 +29,7 @@ pub use grants::Grants;
 use capacity::Capacity;
 use components::Components;
 use engine::EngineSettings;
+use fault_around::FaultAround;
 use turns::Turns;
 
 /// What all apps of a server share: the engine with its instance slots, the
@@ -36,6 +38,7 @@ pub struct Runtime {
     pub components: Components,
     pub capacity: Arc<Capacity>,
     pub turns: Arc<Turns>,
+    pub fault_around: Arc<FaultAround>,
     pub settings: EngineSettings,
 }
 
@@ -43,11 +46,12 @@ impl Runtime {
     /// `cache_dir`: where compiled components are kept between runs (None: compile
     /// at every start).
     pub fn new(settings: EngineSettings, cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
-        let engine = engine::new_engine(settings)?;
+        let (engine, fault_around) = engine::new_engine(settings)?;
         Ok(Runtime {
             components: Components::new(engine, cache_dir),
             capacity: Capacity::new(settings.max_instances as usize),
             turns: Turns::for_current_runtime(),
+            fault_around: Arc::new(fault_around),
             settings,
         })
     }
