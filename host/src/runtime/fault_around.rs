@@ -208,6 +208,70 @@ mod linux {
             let code = the_pool_is_the_largest_new_mapping as *const () as usize;
             assert!(here.iter().any(|m| m.contains(&code)), "{here:x?}");
         }
+
+        /// What wasmtime does to a slot, on a small scale: a reserved range, a
+        /// file mapped copy-on-write over part of it afterwards, then one byte
+        /// read per 256 KiB. Once the range is covered again, each read maps the
+        /// one page read; without that, fault-around maps its neighbours too.
+        #[test]
+        fn a_covered_file_mapping_maps_only_the_pages_read() {
+            use std::io::Write;
+            use std::os::fd::AsRawFd;
+            const FILE_BYTES: usize = 8 << 20;
+            const STRIDE: usize = 256 << 10;
+            const PAGE_KIB: usize = 4;
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(&vec![7u8; FILE_BYTES]).unwrap();
+            let mapped_kib_after_reads = |cover: bool| -> usize {
+                let reserved = 4 * FILE_BYTES;
+                // SAFETY: a fresh reservation of our own with a file mapping
+                // placed inside it, both unmapped before returning; the reads
+                // stay within the file mapping.
+                unsafe {
+                    let base = libc::mmap(
+                        std::ptr::null_mut(),
+                        reserved,
+                        libc::PROT_NONE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                        -1,
+                        0,
+                    );
+                    assert_ne!(base, libc::MAP_FAILED);
+                    let off = cover.then(|| Off::new(base as usize..base as usize + reserved).unwrap());
+                    // One page in, as an image lies in a slot: a file mapped at a
+                    // 2 MiB boundary could get whole huge pages mapped at once.
+                    let image = base.byte_add(PAGE_KIB * 1024);
+                    let flags = libc::MAP_PRIVATE | libc::MAP_FIXED;
+                    let rw = libc::PROT_READ | libc::PROT_WRITE;
+                    assert_eq!(libc::mmap(image, FILE_BYTES, rw, flags, file.as_raw_fd(), 0), image);
+                    if let Some(off) = &off {
+                        off.register().unwrap();
+                    }
+                    let bytes = std::slice::from_raw_parts(image as *const u8, FILE_BYTES);
+                    let read: usize = bytes.iter().step_by(STRIDE).map(|&b| usize::from(b)).sum();
+                    assert_eq!(read, 7 * FILE_BYTES / STRIDE);
+                    let kib = rss_kib_of_mapping_at(image as usize);
+                    libc::munmap(base, reserved);
+                    kib
+                }
+            };
+            let covered = mapped_kib_after_reads(true);
+            let kept = mapped_kib_after_reads(false);
+            assert_eq!(covered, FILE_BYTES / STRIDE * PAGE_KIB, "covered: one page per read");
+            assert!(
+                kept > covered,
+                "with fault-around {kept} KiB mapped, without {covered} KiB"
+            );
+        }
+
+        /// `Rss` of the mapping that starts at `start`, from /proc/self/smaps.
+        fn rss_kib_of_mapping_at(start: usize) -> usize {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+            let header = format!("{start:x}-");
+            let mut lines = smaps.lines().skip_while(|line| !line.starts_with(&header));
+            let rss = lines.find_map(|line| line.strip_prefix("Rss:")).unwrap();
+            rss.trim().trim_end_matches("kB").trim().parse().unwrap()
+        }
     }
 }
 
