@@ -118,7 +118,7 @@ pub fn new_engine(settings: EngineSettings) -> Result<(Engine, FaultAround)> {
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     let (engine, fault_around) = if keeps_memory {
         // Every slot reserves at least the largest memory an instance may have.
-        let min_pool_size = (slots * MAX_MEMORIES_PER_COMPONENT) as usize * settings.max_memory;
+        let min_pool_size = ((slots * MAX_MEMORIES_PER_COMPONENT) as usize).saturating_mul(settings.max_memory);
         FaultAround::off_in_pool_of(min_pool_size, || Ok(Engine::new(&config)?))?
     } else {
         (Engine::new(&config)?, FaultAround::kept())
