@@ -32,8 +32,9 @@ use engine::EngineSettings;
 use fault_around::FaultAround;
 use turns::Turns;
 
-/// What all apps of a server share: the engine with its instance slots, the
-/// components loaded so far, and the turns at running guest code.
+/// What all apps of a server share: the engine with its instance slots (and
+/// whether they get the kernel's fault-around), the components loaded so far, and
+/// the turns at running guest code.
 pub struct Runtime {
     pub components: Components,
     pub capacity: Arc<Capacity>,
