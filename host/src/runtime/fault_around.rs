@@ -21,9 +21,10 @@
 //! unregistered, and the instance has not run yet. Registering again skips the
 //! mappings already registered (~1.6 us an instance).
 //!
-//! Measured (examples/isolation_cost, 3,000 calls on one core, two rounds):
-//! request isolation adds 212-218 -> 154-159 us to a Python hello and 330-339 ->
-//! 245-253 us to Flask's hello.
+//! Measured (examples/isolation_cost, 3,000 calls on one core, four rounds each):
+//! request isolation adds 212-218 -> 153-159 us to a Python hello and 330-339 ->
+//! 245-265 us to Flask's hello; over HTTP (bench/run, the full runs before and
+//! after) +234 -> +176 us and +381 -> +270 us.
 //!
 //! Where the kernel or a seccomp policy refuses userfaultfd, nothing changes.
 
