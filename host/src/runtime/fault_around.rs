@@ -204,6 +204,18 @@ mod linux {
         }
 
         #[test]
+        fn without_a_pool_to_cover_slots_keep_fault_around_and_the_engine_is_kept() {
+            // No mapping this large appears: the engine is still returned.
+            let (engine, fault_around) = FaultAround::off_in_pool_of(usize::MAX, || Ok("engine")).unwrap();
+            assert_eq!(engine, "engine");
+            assert!(fault_around.0.is_none());
+            fault_around.cover_new_mappings();
+            // An engine that fails to start is that error, not a fallback.
+            let failed = FaultAround::off_in_pool_of(0, || -> Result<()> { bail!("no engine") });
+            assert_eq!(failed.err().unwrap().to_string(), "no engine");
+        }
+
+        #[test]
         fn this_process_mappings_are_read() {
             let here = mappings().unwrap();
             let code = the_pool_is_the_largest_new_mapping as *const () as usize;
