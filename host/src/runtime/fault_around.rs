@@ -111,8 +111,11 @@ mod linux {
 
     impl Off {
         fn new(pool: Range<usize>) -> Result<Off> {
-            // USER_MODE_ONLY: we handle no fault at all, and it lets an
-            // unprivileged process create one (vm.unprivileged_userfaultfd=0).
+            // USER_MODE_ONLY lets an unprivileged process create one
+            // (vm.unprivileged_userfaultfd=0). Its cost, a SIGBUS for a fault
+            // the kernel itself takes where the descriptor would have to handle
+            // it, never applies: with only asynchronous write protection
+            // registered and nothing protected, no fault is ever handed to it.
             let flags = UserfaultfdFlags::CLOEXEC
                 | UserfaultfdFlags::NONBLOCK
                 | UserfaultfdFlags::from_bits_retain(UFFD_USER_MODE_ONLY);
