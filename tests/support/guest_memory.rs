@@ -6,7 +6,7 @@
 /// compiled component the host loaded from its cache (`.cwasm`), or from a memfd
 /// of its own (`wasm-memory-image`). The pages a guest writes there are the
 /// private copies the page reset must find.
-pub fn is_guest_memory_image(maps_line: &str) -> bool {
+fn is_guest_memory_image(maps_line: &str) -> bool {
     let mut fields = maps_line.split_whitespace();
     let perms = fields.nth(1).unwrap_or("");
     let path = fields.nth(3).unwrap_or("");
