@@ -4,6 +4,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod rewind;
+
 use std::time::Duration;
 
 use http_body_util::BodyExt;
