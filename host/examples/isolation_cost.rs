@@ -3,8 +3,10 @@
 //!
 //!     cargo run --release --example isolation_cost -- APP.wasm [N] [PATH] [pooled|request]
 //!
-//! In-process, without HTTP, so the difference is the instance lifecycle alone
-//! (create from the InstancePre, first-touch faults, teardown and slot reset).
+//! In-process, without HTTP, so the difference is the instance lifecycle alone:
+//! rewinding the instance to its fresh state after each call (its written pages
+//! reset from the image, tables and globals restored), or, where an instance
+//! cannot be rewound, creating one from the InstancePre and tearing it down.
 
 use std::time::{Duration, Instant};
 

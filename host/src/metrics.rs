@@ -36,9 +36,19 @@ pub struct Metrics {
     bytes_sent: IntCounterVec,
     guest_cpu: CounterVec,
     instances: IntGaugeVec,
+    instances_created: IntCounterVec,
+    instances_rewound: IntCounterVec,
     queue: IntGaugeVec,
     log_dropped: IntCounter,
-    apps: Mutex<Vec<Arc<App>>>,
+    apps: Mutex<Vec<Served>>,
+}
+
+/// An app being served, and how much of its own instance counts the counters
+/// above already hold (a reloaded app starts its counts again from zero).
+struct Served {
+    app: Arc<App>,
+    created: u64,
+    rewound: u64,
 }
 
 impl Metrics {
@@ -96,6 +106,17 @@ impl Metrics {
             ),
             &["app", "state"],
         )?;
+        let instances_created = IntCounterVec::new(
+            Opts::new("wsgi_wasm_instances_created_total", "Instances created."),
+            app,
+        )?;
+        let instances_rewound = IntCounterVec::new(
+            Opts::new(
+                "wsgi_wasm_instances_rewound_total",
+                "Request isolation: instances put back as instantiation left them for another request, instead of creating one.",
+            ),
+            app,
+        )?;
         let queue = IntGaugeVec::new(
             Opts::new("wsgi_wasm_queue_depth", "Requests waiting for a free instance."),
             app,
@@ -112,6 +133,8 @@ impl Metrics {
         registry.register(Box::new(bytes_sent.clone()))?;
         registry.register(Box::new(guest_cpu.clone()))?;
         registry.register(Box::new(instances.clone()))?;
+        registry.register(Box::new(instances_created.clone()))?;
+        registry.register(Box::new(instances_rewound.clone()))?;
         registry.register(Box::new(queue.clone()))?;
         registry.register(Box::new(log_dropped.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
@@ -125,6 +148,8 @@ impl Metrics {
             bytes_sent,
             guest_cpu,
             instances,
+            instances_created,
+            instances_rewound,
             queue,
             log_dropped,
             apps: Mutex::new(Vec::new()),
@@ -141,11 +166,23 @@ impl Metrics {
                 self.requests.with_label_values(&[name, class]);
             }
             self.traps.with_label_values(&[name]);
+            self.instances_created.with_label_values(&[name]);
+            self.instances_rewound.with_label_values(&[name]);
             for limit in ["cpu", "memory", "queue", "body-size"] {
                 self.limit_hits.with_label_values(&[name, limit]);
             }
         }
-        *self.apps.lock().unwrap() = apps;
+        let mut served = self.apps.lock().unwrap();
+        // Apps still served keep what their counters already hold.
+        let counted: Vec<Served> = apps
+            .into_iter()
+            .map(|app| {
+                let before = served.iter().find(|s| Arc::ptr_eq(&s.app, &app));
+                let (created, rewound) = before.map_or((0, 0), |s| (s.created, s.rewound));
+                Served { app, created, rewound }
+            })
+            .collect();
+        *served = counted;
     }
 
     /// Counts one finished request. `trapped`: its guest trapped.
@@ -177,12 +214,20 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything, pool figures as of now.
     pub fn render(&self) -> String {
-        for app in self.apps.lock().unwrap().iter() {
-            let pool = app.pool_stats();
-            let name = app.name();
+        for served in self.apps.lock().unwrap().iter_mut() {
+            let pool = served.app.pool_stats();
+            let name = served.app.name();
             self.instances.with_label_values(&[name, "busy"]).set(pool.busy as i64);
             self.instances.with_label_values(&[name, "idle"]).set(pool.idle as i64);
             self.queue.with_label_values(&[name]).set(pool.queued as i64);
+            self.instances_created
+                .with_label_values(&[name])
+                .inc_by(pool.created.saturating_sub(served.created));
+            self.instances_rewound
+                .with_label_values(&[name])
+                .inc_by(pool.rewound.saturating_sub(served.rewound));
+            served.created = pool.created;
+            served.rewound = pool.rewound;
         }
         let dropped = crate::log::dropped_lines();
         self.log_dropped.inc_by(dropped.saturating_sub(self.log_dropped.get()));

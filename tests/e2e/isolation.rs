@@ -51,6 +51,73 @@ fn request_isolation_resets_every_page_a_request_wrote() {
     );
 }
 
+/// The value of `series` in the admin listener's /metrics, once it reaches
+/// `expected` (an instance is rewound after its response is out, so the last
+/// request's rewind may still be running when the client has its answer).
+fn metric_reaches(server: &Server, series: &str, expected: f64) -> f64 {
+    let url = format!("http://{}/metrics", server.admin_addr());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = curl(&[&url]).text();
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+            .parse()
+            .unwrap();
+        if value == expected || Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Request isolation puts the instance that served a request back as
+/// instantiation left it (wasmtime's `Store::rewind`, our patch) instead of
+/// creating one per request: one instance serves every request, and each still
+/// sees a fresh module. An instance that stopped mid-call (here at the CPU
+/// limit) is not rewound but replaced.
+#[test]
+fn request_isolation_rewinds_its_instance_instead_of_creating_one_per_request() {
+    let server = Server::start(
+        &python_fixtures(),
+        &[
+            "--isolation",
+            "request",
+            "--instances",
+            "1",
+            "--cpu-timeout",
+            "1s",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let app = python_fixtures().file_stem().unwrap().to_string_lossy().into_owned();
+    let created = format!("wsgi_wasm_instances_created_total{{app=\"{app}\"}}");
+    let rewound = format!("wsgi_wasm_instances_rewound_total{{app=\"{app}\"}}");
+    assert_eq!(bodies(&server, "/global_counter", 20), vec!["1"; 20]);
+    assert_eq!(metric_reaches(&server, &rewound, 20.0), 20.0);
+    assert_eq!(
+        metric_reaches(&server, &created, 1.0),
+        1.0,
+        "the instance made at start served them all"
+    );
+
+    assert_eq!(curl(&[&server.url("/cpu_loop")]).status, 504);
+    assert_eq!(
+        metric_reaches(&server, &created, 2.0),
+        2.0,
+        "the stopped instance was replaced"
+    );
+    assert_eq!(bodies(&server, "/global_counter", 3), vec!["1"; 3]);
+    assert_eq!(metric_reaches(&server, &rewound, 23.0), 23.0);
+    assert_eq!(
+        metric_reaches(&server, &created, 2.0),
+        2.0,
+        "and its replacement is rewound in turn"
+    );
+}
+
 /// A slot maps only the image pages its requests touch: the kernel's fault-around,
 /// which maps a read page's neighbours too (up to a large folio), is off in slots
 /// that keep their memory (runtime::fault_around), so each reset walks only those

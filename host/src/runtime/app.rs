@@ -2,7 +2,7 @@
 //! the instances that serve its requests.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,8 @@ pub struct AppConfig {
     pub max_queue: usize,
     /// CPU time one request may use before it is stopped.
     pub cpu_timeout: Duration,
-    /// In pooled mode, an instance is replaced after this many requests.
+    /// An instance is replaced after this many requests (in request
+    /// isolation, after being rewound for this many).
     pub max_requests_per_instance: u64,
     /// Instances unused this long are dropped, returning their memory.
     pub idle_timeout: Duration,
@@ -87,6 +88,10 @@ enum Taping {
 struct Instance {
     store: Store<GuestState>,
     bindings: WsgiApp,
+    /// Request isolation: the store as instantiation left it, which each request
+    /// rewinds it to (see `rewind`). None where wasmtime cannot rewind it (the
+    /// debug log says why) or in pooled mode: then a fresh instance is made instead.
+    fresh: Option<Fresh>,
     served: u64,
     /// When it last finished a request (or was created), for reclaiming.
     idle_since: Instant,
@@ -113,13 +118,26 @@ pub struct App {
     waiting: AtomicUsize,
     /// Spare instances being created in the background (request isolation).
     refilling: AtomicUsize,
+    /// Instances created, and (request isolation) rewound for another request,
+    /// since the app was loaded: for /metrics.
+    created: AtomicU64,
+    rewound: AtomicU64,
     /// `config.record`'s writer; its instances get taped clocks and generators.
     recorder: Option<Arc<Recorder>>,
 }
 
-/// Fresh instances kept ready in request isolation. One hides instantiation
-/// from a request's latency whenever the server is not saturated; more would
-/// only hold memory, since each still costs the same CPU to create.
+/// What rewinding a request-isolated instance puts back besides the store's
+/// wasm state: the memory the limiter saw at instantiation.
+struct Fresh {
+    state: wasmtime::FreshState,
+    memory: usize,
+}
+
+/// Fresh instances kept ready in request isolation where instances cannot be
+/// rewound (or one was not: it trapped, or it had served --max-requests). One
+/// hides instantiation from a request's latency whenever the server is not
+/// saturated; more would only hold memory, since each still costs the same CPU
+/// to create. Instances that are rewound come back by themselves.
 pub const SPARE_INSTANCES: usize = 1;
 
 /// A pooled instance whose linear memory grew past this many quarters of
@@ -156,11 +174,17 @@ pub struct Slot {
     app: Option<Arc<App>>,
     _permit: Option<OwnedSemaphorePermit>,
     retired: Option<Instance>,
+    /// Request isolation: the instance that served, to be rewound to its fresh
+    /// state and made idle again once the response is out.
+    to_rewind: Option<Instance>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         drop(self.retired.take());
+        if let (Some(app), Some(instance)) = (&self.app, self.to_rewind.take()) {
+            app.rewind(instance);
+        }
         if let Some(app) = &self.app {
             app.waiting.fetch_sub(1, Ordering::AcqRel);
         }
@@ -174,6 +198,11 @@ pub struct PoolStats {
     pub idle: usize,
     /// Requests waiting for a free slot.
     pub queued: usize,
+    /// Instances created since the app was loaded.
+    pub created: u64,
+    /// Request isolation: instances rewound to their fresh state for another
+    /// request (instead of creating one) since the app was loaded.
+    pub rewound: u64,
 }
 
 /// What loading found, for the startup log.
@@ -229,6 +258,8 @@ impl App {
             idle: Mutex::new(Vec::new()),
             waiting: AtomicUsize::new(0),
             refilling: AtomicUsize::new(0),
+            created: AtomicU64::new(0),
+            rewound: AtomicU64::new(0),
         });
         runtime.capacity.register(&app);
         Ok((
@@ -260,6 +291,8 @@ impl App {
             busy,
             idle: self.idle.lock().unwrap().len(),
             queued: self.waiting.load(Ordering::Acquire).saturating_sub(busy),
+            created: self.created.load(Ordering::Relaxed),
+            rewound: self.rewound.load(Ordering::Relaxed),
         }
     }
 
@@ -356,6 +389,7 @@ impl App {
             app: Some(self.clone()),
             _permit: Some(permit),
             retired: None,
+            to_rewind: None,
         }
     }
 
@@ -375,8 +409,10 @@ impl App {
             }
             Taping::Serve => {
                 let reused = self.idle.lock().unwrap().pop();
-                if self.config.isolation == Isolation::Request {
-                    // The spare just taken is replaced in the background.
+                let rewound = reused.as_ref().is_some_and(|instance| instance.fresh.is_some());
+                if self.config.isolation == Isolation::Request && !rewound {
+                    // The spare just taken is replaced in the background (an
+                    // instance that can be rewound comes back by itself).
                     self.refill_spare();
                 }
                 match reused {
@@ -480,10 +516,23 @@ impl App {
             && !matches!(outcome, Outcome::Trap(_) | Outcome::CpuTimeout(_))
             && !bloated
             && instance.served < self.config.max_requests_per_instance;
+        // Request isolation: rewound after the response, unless the instance
+        // trapped or stopped mid-call (its state is then not one to resume from).
+        let rewind = self.config.isolation == Isolation::Request
+            && instance.fresh.is_some()
+            && !replaying
+            && !matches!(outcome, Outcome::Trap(_) | Outcome::CpuTimeout(_))
+            && instance.served < self.config.max_requests_per_instance;
         if keep {
             instance.idle_since = Instant::now();
             self.idle.lock().unwrap().push(instance);
+        } else if rewind {
+            slot.to_rewind = Some(instance);
         } else {
+            if instance.fresh.is_some() && !replaying {
+                // It would have come back by itself; a spare takes its place.
+                self.refill_spare();
+            }
             slot.retired = Some(instance);
         }
         (exchange, outcome, Some(usage), shortfall)
@@ -509,17 +558,13 @@ impl App {
     async fn instantiate(&self) -> Result<Instance> {
         // A recorded app's instances get taped clocks and generators, and a seed
         // of their own that recordings can name.
-        let seed = self.recorder.is_some().then(|| {
-            let mut host = wasmtime_wasi::thread_rng();
-            (u128::from(host.next_u64()) << 64) | u128::from(host.next_u64())
-        });
-        self.instantiate_with(seed).await
+        self.instantiate_with(self.new_tape_seed()).await
     }
 
-    /// `tape_seed`: taped clocks and generators, with this insecure seed.
-    async fn instantiate_with(&self, tape_seed: Option<u128>) -> Result<Instance> {
-        let slot = self.capacity.acquire().await;
-        let state = GuestState::new(
+    /// The host side of a fresh instance: its WASI context, limits, and (for a
+    /// recorded app) taped clocks and generators with a new seed.
+    fn new_guest_state(&self, tape_seed: Option<u128>) -> Result<GuestState> {
+        let mut state = GuestState::new(
             self.name.clone(),
             self.config.max_memory,
             &self.config.grants,
@@ -528,9 +573,59 @@ impl App {
             self.files.clone(),
             tape_seed.map(|seed| (Tape::default(), seed)),
         )?;
-        let budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        state.cpu_budget = (self.config.cpu_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        Ok(state)
+    }
+
+    /// A seed for a recorded app's taped generators, which recordings can name.
+    fn new_tape_seed(&self) -> Option<u128> {
+        self.recorder.is_some().then(|| {
+            let mut host = wasmtime_wasi::thread_rng();
+            (u128::from(host.next_u64()) << 64) | u128::from(host.next_u64())
+        })
+    }
+
+    /// Request isolation: puts an instance that served a request back as it
+    /// was right after instantiation, with a new host state, and makes it idle
+    /// again. Its linear memory is reset from the component's image exactly as
+    /// freeing its slot would; tables, globals and handle tables are restored
+    /// (wasmtime's `Store::rewind`, host/patches/README.md). Nothing the request
+    /// left stays reachable. If anything cannot be rewound, the instance is
+    /// dropped and a spare takes its place.
+    fn rewind(self: &Arc<Self>, mut instance: Instance) {
+        let fresh = instance
+            .fresh
+            .as_ref()
+            .expect("only instances with a fresh state are rewound");
+        let rewound = instance
+            .store
+            .rewind(&fresh.state)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                let mut state = self.new_guest_state(self.new_tape_seed())?;
+                state.limits.largest_memory = fresh.memory;
+                *instance.store.data_mut() = state;
+                Ok(())
+            });
+        match rewound {
+            Ok(()) => {
+                self.rewound.fetch_add(1, Ordering::Relaxed);
+                instance.idle_since = Instant::now();
+                self.idle.lock().unwrap().push(instance);
+            }
+            Err(e) => {
+                tracing::debug!(target: "wsgi_wasm", app = &*self.name, "instance not rewound, replacing it: {e:#}");
+                drop(instance);
+                self.refill_spare();
+            }
+        }
+    }
+
+    /// `tape_seed`: taped clocks and generators, with this insecure seed.
+    async fn instantiate_with(&self, tape_seed: Option<u128>) -> Result<Instance> {
+        let slot = self.capacity.acquire().await;
+        let state = self.new_guest_state(tape_seed)?;
         let mut store = Store::new(&self.engine, state);
-        store.data_mut().cpu_budget = budget;
         store.limiter(|state| &mut state.limits);
         // Each tick the guest spends running costs one unit of its CPU budget and
         // yields to the executor; its call gives its turn up at every second such
@@ -549,11 +644,31 @@ impl App {
         });
         store.set_epoch_deadline(1);
         let bindings = self.linked.pre.instantiate_async(&mut store).await?;
+        self.created.fetch_add(1, Ordering::Relaxed);
         // Before the guest first reads its memory (runtime::fault_around).
         self.fault_around.cover_new_mappings();
+        let fresh = if self.config.isolation == Isolation::Request {
+            match store.capture_fresh_state() {
+                Ok(state) => Some(Fresh {
+                    state,
+                    memory: store.data().limits.largest_memory,
+                }),
+                Err(e) => {
+                    tracing::debug!(
+                        target: "wsgi_wasm",
+                        app = &*self.name,
+                        "instances cannot be rewound, each request gets a new one: {e:#}"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Instance {
             store,
             bindings,
+            fresh,
             served: 0,
             idle_since: Instant::now(),
             _slot: slot,

@@ -75,8 +75,8 @@ pub struct AppOptions {
     #[serde(default, deserialize_with = "duration")]
     pub cpu_timeout: Option<Duration>,
 
-    /// In pooled mode, replace an instance after this many requests (bounds leaks)
-    /// [default: 10000].
+    /// Replace an instance after this many requests (bounds leaks); in request
+    /// isolation, after this many rewinds [default: 10000].
     #[arg(long)]
     pub max_requests: Option<u64>,
 
