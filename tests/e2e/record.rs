@@ -173,6 +173,34 @@ fn a_recorded_request_replays_byte_identical_and_a_changed_app_shows_the_differe
     );
 }
 
+/// In request isolation the instance that served a request is rewound for the
+/// next (see the security model): each later request is as fresh as the first,
+/// so its recording says no call came before and replays exactly.
+#[test]
+fn request_isolation_recordings_of_later_requests_replay_exactly_too() {
+    let app = record_app();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("recordings");
+    let spec = format!("{},isolation=request", app.display());
+    let server = Server::start_apps(&[&spec], &["--record", record.to_str().unwrap(), "--instances", "1"]);
+    let responses: Vec<_> = (0..3).map(|_| curl(&[&server.url("/")])).collect();
+    let files = recordings(&record, 3);
+    assert_eq!(files.len(), 3, "{files:?}");
+    for file in &files {
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        assert_eq!(json["instance_calls_before"], 0, "{}", file.display());
+        let output = replay(file, &app);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "replay differs or failed:\n{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        let replayed = text(&output.stdout);
+        assert!(
+            responses.iter().any(|r| text(&printed(r, "OK")) == replayed),
+            "the replay is none of the recorded responses:\n{replayed}"
+        );
+    }
+}
+
 #[test]
 fn pooled_recordings_replay_exactly_only_as_an_instances_first_request() {
     let app = record_app();

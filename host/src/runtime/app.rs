@@ -439,7 +439,8 @@ impl App {
             (Taping::Replay(values), Some(tape)) => tape.start_replaying(values),
             (Taping::Serve, Some(tape)) => {
                 if let Some(mut transcript) = self.recorder.as_ref().and_then(|r| r.begin(&environ)) {
-                    transcript.instance_calls_before = instance.served;
+                    // A rewound instance is as fresh as a new one: no call before.
+                    transcript.instance_calls_before = if instance.fresh.is_some() { 0 } else { instance.served };
                     exchange.record(transcript);
                     tape.start_recording();
                     recording = true;
