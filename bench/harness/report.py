@@ -334,8 +334,8 @@ def markdown(results):
         out += ["## The WSGI call in-process", "",
                 "Mean time of one call made by host/examples/isolation_cost on the server's CPU: the component "
                 "called in-process with a synthetic GET /, no HTTP, so the figure is the guest's work (environ in, "
-                "response out) and, in request isolation, the instance's whole life (create, first-touch page "
-                "faults, teardown). `over HTTP`: the same app's server time per request in the throughput table "
+                "response out) and, in request isolation, also putting the instance back as instantiation left "
+                "it (the rewind: written pages reset from the image, tables and globals restored). `over HTTP`: the same app's server time per request in the throughput table "
                 "(1/(req/s), its core saturated); the difference is HTTP, the kernel and the host around the "
                 "call.", ""]
         out += [_table(["app", "isolation", "calls", "per call", "over HTTP"],
