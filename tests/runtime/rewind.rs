@@ -116,14 +116,43 @@ async fn read_all(store: &mut Store<()>, instance: &wasmtime::component::Instanc
     seen
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rewound_store_reads_as_freshly_instantiated() {
+/// STATEFUL instantiated in a store of its own, and that store's fresh state.
+struct Stateful {
+    engine: Engine,
+    component: Component,
+    linker: Linker<()>,
+    store: Store<()>,
+    instance: wasmtime::component::Instance,
+    fresh: wasmtime::FreshState,
+}
+
+async fn stateful() -> Stateful {
     let engine = engine();
     let component = Component::new(&engine, wat::parse_str(STATEFUL).unwrap()).unwrap();
     let linker = Linker::<()>::new(&engine);
     let mut store = store(&engine);
     let instance = linker.instantiate_async(&mut store, &component).await.unwrap();
     let fresh = store.capture_fresh_state().unwrap();
+    Stateful {
+        engine,
+        component,
+        linker,
+        store,
+        instance,
+        fresh,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewound_store_reads_as_freshly_instantiated() {
+    let Stateful {
+        engine,
+        component,
+        linker,
+        mut store,
+        instance,
+        fresh,
+    } = stateful().await;
 
     for round in 0..3 {
         let dirty: TypedFunc<(), ()> = instance.get_typed_func(&mut store, "dirty").unwrap();
@@ -151,12 +180,12 @@ async fn a_rewound_store_reads_as_freshly_instantiated() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trapped_store_is_not_rewound() {
-    let engine = engine();
-    let component = Component::new(&engine, wat::parse_str(STATEFUL).unwrap()).unwrap();
-    let linker = Linker::<()>::new(&engine);
-    let mut store = store(&engine);
-    let instance = linker.instantiate_async(&mut store, &component).await.unwrap();
-    let fresh = store.capture_fresh_state().unwrap();
+    let Stateful {
+        mut store,
+        instance,
+        fresh,
+        ..
+    } = stateful().await;
     let dirty: TypedFunc<(), ()> = instance.get_typed_func(&mut store, "dirty").unwrap();
     dirty.call_async(&mut store, ()).await.unwrap();
     // The dropped element segment makes this trap.
