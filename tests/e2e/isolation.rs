@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::support::client::{curl, load};
 use crate::support::components::{python_fixtures, repo_root, rust_fixtures, wsgi_wasm_bin};
 use crate::support::guest_memory::guest_memory_kib;
+use crate::support::metrics::sample;
 use crate::support::server::Server;
 use crate::support::swap::{Swap, page_out_guest_memory};
 
@@ -58,13 +59,7 @@ fn metric_reaches(server: &Server, series: &str, expected: f64) -> f64 {
     let url = format!("http://{}/metrics", server.admin_addr());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = curl(&[&url]).text();
-        let value: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
-            .parse()
-            .unwrap();
+        let value = sample(&curl(&[&url]).text(), series);
         if value == expected || Instant::now() > deadline {
             return value;
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::client::curl;
 use crate::support::components::{aot_cache_dir, python_fixtures, rust_fixtures, wsgi_wasm_bin};
+use crate::support::metrics::sample;
 use crate::support::server::Server;
 
 const LOG_WAIT: Duration = Duration::from_secs(10);
@@ -281,16 +282,6 @@ fn readiness_turns_503_at_sigterm_while_in_flight_requests_finish() {
     assert_eq!((response.status, response.text().as_str()), (200, "slept\n"));
     let code = server.signal_and_wait("TERM", Duration::from_secs(15));
     assert_eq!(code, Some(0));
-}
-
-/// The value of one series in a Prometheus text exposition.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod client;
 pub mod components;
 pub mod guest_memory;
 pub mod https;
+pub mod metrics;
 pub mod pki;
 pub mod server;
 pub mod services;
