@@ -409,8 +409,8 @@ impl App {
             }
             Taping::Serve => {
                 let reused = self.idle.lock().unwrap().pop();
-                let rewound = reused.as_ref().is_some_and(|instance| instance.fresh.is_some());
-                if self.config.isolation == Isolation::Request && !rewound {
+                let comes_back = reused.as_ref().is_some_and(|instance| instance.fresh.is_some());
+                if self.config.isolation == Isolation::Request && !comes_back {
                     // The spare just taken is replaced in the background (an
                     // instance that can be rewound comes back by itself).
                     self.refill_spare();
@@ -512,18 +512,14 @@ impl App {
                 ),
             );
         }
-        let keep = self.config.isolation == Isolation::Pooled
-            && !replaying
-            && !matches!(outcome, Outcome::Trap(_) | Outcome::CpuTimeout(_))
-            && !bloated
-            && instance.served < self.config.max_requests_per_instance;
-        // Request isolation: rewound after the response, unless the instance
-        // trapped or stopped mid-call (its state is then not one to resume from).
-        let rewind = self.config.isolation == Isolation::Request
-            && instance.fresh.is_some()
-            && !replaying
+        // Serves again unless it trapped or stopped mid-call (its state is then
+        // not one to resume from), replayed, or served --max-requests: pooled as
+        // it is (unless bloated), request-isolated rewound after the response.
+        let reusable = !replaying
             && !matches!(outcome, Outcome::Trap(_) | Outcome::CpuTimeout(_))
             && instance.served < self.config.max_requests_per_instance;
+        let keep = reusable && self.config.isolation == Isolation::Pooled && !bloated;
+        let rewind = reusable && self.config.isolation == Isolation::Request && instance.fresh.is_some();
         if keep {
             instance.idle_since = Instant::now();
             self.idle.lock().unwrap().push(instance);
