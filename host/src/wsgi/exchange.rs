@@ -31,12 +31,12 @@ pub const MAX_PACKED_RESPONSE: usize = MAX_RESPONSE_HEAD_BYTES + 16 + 2 * packed
 /// Small on purpose: when the client reads slowly, the guest's `write` waits
 /// instead of the host buffering, at most 16 pieces of up to
 /// runtime::imports::MAX_WRITE_PIECE (4 MiB; the kernel's send buffer holds as
-/// much again). 16 lets a 1 MiB body written in 64 KiB blocks, as apps and
-/// frameworks stream files, leave the guest without its call waiting: with 4 the
-/// call was suspended and resumed three times per response. Measured with wrk
-/// (one core, 1 MiB in 16 blocks, runs alternated): 3,296-5,180 req/s with 4 (median 4,153),
-/// 4,436-5,626 with 16 (median 5,322). A queue bounded in bytes (a semaphore beside
-/// the channel) measured in between, 3,641-4,635, and was not kept.
+/// much again). 16 lets a 1 MiB body written in 64 KiB blocks leave the guest
+/// without its call waiting: with 4 the call was suspended and resumed three times
+/// per response. Measured with wrk (one core, 1 MiB in 16 blocks, runs
+/// alternated): 3,296-5,180 req/s with 4 (median 4,153), 4,436-5,626 with 16
+/// (median 5,322). A queue bounded in bytes (a semaphore beside the channel)
+/// measured in between, 3,641-4,635, and was not kept.
 const STREAM_DEPTH: usize = 16;
 
 /// How the call ended, as the host sees it.
