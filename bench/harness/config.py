@@ -47,6 +47,18 @@ SMOKE_WARMUP = 0
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 
+# The whole environment every server process gets, instead of the harness's own.
+# granian, like wsgiref, copies its process environment into every request's
+# environ, so demo_app (which prints the environ) did 2.6x the work on granian when
+# it inherited the caller's ~60 variables (a 2,678-byte body against wsgi-wasm's
+# 680), and its figure depended on who ran the benchmark. PATH finds taskset and the
+# servers, HOME and LANG are what a service manager's unit gets at the least.
+SERVER_ENV = {
+    "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    "HOME": os.environ.get("HOME", "/root"),
+    "LANG": "C.UTF-8",
+}
+
 # Cold-start runs per app with a warm cache (the median is reported).
 WARM_START_RUNS = 3
 

@@ -258,6 +258,14 @@ def _table(header, rows, text_columns=2):
     return "\n".join(lines)
 
 
+def _demo_bodies(results):
+    """demo_app's body size on each server: the environ each one hands the app, so a
+    reader can see every server's demo row did about the same work."""
+    sizes = [f"{row['server']} {row['body_bytes']:,}" for row in results["rows"]
+             if row["app"] == "demo" and row.get("ok") and row.get("body_bytes")]
+    return f" Its body here, in bytes: {', '.join(sizes)}." if sizes else ""
+
+
 def markdown(results):
     versions = results["versions"]
     smoke = results["mode"] == "smoke"
@@ -291,6 +299,9 @@ def markdown(results):
         "(the Flask components bundle the same version).",
         f"- wasmtime serve: `wasmtime serve -S cli` 48.0.8 with bench/wasi-http-hello, the wasi:http twin of apps/hello-rust "
         f"(a fresh instance per request, as wasmtime serve always does); {results['wasmtime_serve']}.",
+        "- every server process gets the same environment, PATH, HOME and LANG only: granian, like wsgiref, copies "
+        "its process environment into each request's environ, and demo_app prints the environ."
+        + _demo_bodies(results),
         "",
         "![req/s and p99 latency per app and server](results.png)",
         "",

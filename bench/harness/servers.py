@@ -12,6 +12,8 @@ Every server runs one worker process, like wsgi-wasm's single process:
   covers the 64 wrk opens);
 - wasmtime serve: the wasi:http twin of the Rust hello, `-S cli`, defaults otherwise
   (a fresh instance per request is how it works).
+
+Each gets the same small environment (config.SERVER_ENV), not the harness's.
 """
 
 import os
@@ -24,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import LOGS, REPO, SERVER_CPU, SERVE_CACHE, START_TIMEOUT, STOP_TIMEOUT, VENV
+from .config import LOGS, REPO, SERVER_CPU, SERVER_ENV, SERVE_CACHE, START_TIMEOUT, STOP_TIMEOUT, VENV
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVING_LINE = re.compile(r"Serving HTTP on http://([^/\s]+)/")
@@ -102,7 +104,7 @@ class Running:
             self.port = _port_of(argv)
         if pin:
             argv = ["taskset", "-c", SERVER_CPU] + argv
-        env = dict(os.environ, **spec.env)
+        env = dict(SERVER_ENV, **spec.env)
         self.started_at = time.perf_counter()
         # A session of its own, so a Ctrl-C at the terminal reaches the harness, which
         # then stops its servers, rather than killing them mid-run.
