@@ -51,11 +51,12 @@ LOAD_CPU = "1"
 # granian, like wsgiref, copies its process environment into every request's
 # environ, so demo_app (which prints the environ) did 2.6x the work on granian when
 # it inherited the caller's ~60 variables (a 2,678-byte body against wsgi-wasm's
-# 680), and its figure depended on who ran the benchmark. PATH finds taskset and the
-# servers, HOME and LANG are what a service manager's unit gets at the least.
+# 680), and its figure depended on who ran the benchmark. Three variables, what a
+# service manager's unit gets at the least; the servers and taskset are started by
+# absolute path, so PATH need not be the caller's (often long).
 SERVER_ENV = {
-    "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-    "HOME": os.environ.get("HOME", "/root"),
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": os.environ.get("HOME", "/"),
     "LANG": "C.UTF-8",
 }
 

@@ -18,6 +18,7 @@ Each gets the same small environment (config.SERVER_ENV), not the harness's.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,7 +104,7 @@ class Running:
         if not spec.port_from_stderr:
             self.port = _port_of(argv)
         if pin:
-            argv = ["taskset", "-c", SERVER_CPU] + argv
+            argv = [shutil.which("taskset"), "-c", SERVER_CPU] + argv
         env = dict(SERVER_ENV, **spec.env)
         self.started_at = time.perf_counter()
         # A session of its own, so a Ctrl-C at the terminal reaches the harness, which
