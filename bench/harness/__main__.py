@@ -11,7 +11,7 @@ from pathlib import Path
 from . import report, servers, setup
 from .config import (APPS, BENCH, FULL_DURATION, FULL_WARMUP, LOGS, QUIET_THRESHOLD, QUIET_WAIT, REPO,
                      SERVE_CACHE, SMOKE_DURATION, SMOKE_WARMUP, WARM_START_RUNS, WORK, show)
-from .measure import cold_start, fill_cache, in_process_call, load_run, native_start, wait_for_quiet
+from .measure import cold_start, fill_cache, in_process_call, load_run, native_start, unequal_work, wait_for_quiet
 from .servers import ServerError
 
 PYTHON_APPS = ["hello", "demo", "flask", "stream"]
@@ -133,6 +133,10 @@ def main(argv=None):
             if again["ok"] and again["other_cpu_pct"] < row["other_cpu_pct"]:
                 row = again
         row["isolation"] = isolation
+        ours = next((r for r in rows if r["app"] == app and r["server"] == "wsgi-wasm"), None)
+        unequal = unequal_work(row, ours) if spec.server in PEERS else None
+        if unequal:
+            row["problem"] = "; ".join(filter(None, [row.get("problem"), unequal]))
         rows.append(row)
         report.progress(row)
         if not row["ok"]:

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from .config import QUIET_THRESHOLD, SERVER_CPU, WORK
+from .config import MAX_BODY_RATIO, QUIET_THRESHOLD, SERVER_CPU, WORK
 from .load import LoadError, get, wrk
 from .servers import Running, ServerError, machine_busy_seconds
 
@@ -90,6 +90,18 @@ def load_run(spec, app, duration, warmup, log_name):
     except (ServerError, LoadError, CheckError, OSError) as err:
         row["error"] = str(err)
     return row
+
+
+def unequal_work(row, ours):
+    """What is wrong with comparing a peer's row to wsgi-wasm's `ours` (same app),
+    or None: a peer whose body is over MAX_BODY_RATIO times ours did more work
+    (demo_app's body is the environ the server built), so the ratio between the
+    two rows would not be like for like."""
+    theirs, base = row.get("body_bytes"), (ours or {}).get("body_bytes")
+    if not row.get("ok") or not theirs or not base or theirs <= MAX_BODY_RATIO * base:
+        return None
+    return (f"its body was {theirs:,} bytes against wsgi-wasm's {base:,}: it did more work per request, "
+            "so its ratio to wsgi-wasm is not like for like (a server environment beyond config.SERVER_ENV?)")
 
 
 def wait_for_quiet(limit, threshold=QUIET_THRESHOLD, sample=0.5):

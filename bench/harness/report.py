@@ -70,6 +70,15 @@ def added_us(results, app):
     return (1 / fresh["rps"] - 1 / pooled["rps"]) * 1e6
 
 
+def _ratio_verdict(results, app, peer, value, want, digits):
+    """met / missed for wsgi-wasm's ratio to `peer`, unless the peer's row has a
+    problem (unequal work, errors): then the ratio judges nothing."""
+    theirs = _row(results, app, peer)
+    if theirs and theirs.get("problem"):
+        return f"not judged: the {peer} row has a problem (see Problems)"
+    return "met" if value >= want else f"missed: needs {want / value:.{digits}f}x more req/s"
+
+
 def _http_us_cell(results, app, isolation):
     """1/(req/s) of the app's wsgi-wasm row in this isolation, in microseconds."""
     row = _row(results, app, WSGI_WASM if isolation == "pooled" else REQUEST)
@@ -171,7 +180,7 @@ def targets(results):
         value = ratio(results, app, peer)
         if value is None:
             return
-        verdict = "met" if value >= want else f"missed: needs {want / value:.1f}x more req/s"
+        verdict = _ratio_verdict(results, app, peer, value, want, 1)
         checks.append((f"{APP_LABELS[app]}, pooled >= {want:.1f}x {peer}", fmt_ratio(value), verdict))
 
     for app in ("hello", "demo"):
@@ -243,8 +252,7 @@ def speed_targets(results):
         if value is None:
             continue
         checks.append((f"{APP_LABELS[app]}, pooled >= {want:.2f}x granian", fmt_ratio(value),
-                       fmt_ratio(value / want),
-                       "met" if value >= want else f"missed: needs {want / value:.2f}x more req/s"))
+                       fmt_ratio(value / want), _ratio_verdict(results, app, "granian", value, want, 2)))
     return checks
 
 
