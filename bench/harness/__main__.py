@@ -133,10 +133,11 @@ def main(argv=None):
             if again["ok"] and again["other_cpu_pct"] < row["other_cpu_pct"]:
                 row = again
         row["isolation"] = isolation
-        ours = next((r for r in rows if r["app"] == app and r["server"] == "wsgi-wasm"), None)
-        unequal = unequal_work(row, ours) if spec.server in PEERS else None
-        if unequal:
-            row["problem"] = "; ".join(filter(None, [row.get("problem"), unequal]))
+        if spec.server in PEERS:
+            ours = next((r for r in rows if r["app"] == app and r["server"] == report.WSGI_WASM), None)
+            unequal = unequal_work(row, ours)
+            if unequal:
+                row["problem"] = "; ".join(filter(None, [row.get("problem"), unequal]))
         rows.append(row)
         report.progress(row)
         if not row["ok"]:
